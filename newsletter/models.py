@@ -1,0 +1,163 @@
+"""The newsletter's tables: topics, papers, issues, deliveries and provider events.
+
+Subscriber tables live in `subscribers.models`; importing this module registers both on
+`SQLModel.metadata`, which Alembic compares against the migrations.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, Integer, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from subscribers.models import (  # noqa: F401  (registers the tables)
+    ConsentRecord,
+    Subscriber,
+    SubscriberStatus,
+    SubscriberTopic,
+    utcnow,
+)
+
+
+def _ts(nullable: bool = True) -> Column:  # type: ignore[type-arg]
+    return Column(DateTime(timezone=True), nullable=nullable)
+
+
+def _fk(target: str, *, nullable: bool = False, ondelete: str = "CASCADE", **kw: object) -> Column:  # type: ignore[type-arg]
+    return Column(Integer, ForeignKey(target, ondelete=ondelete), nullable=nullable, **kw)
+
+
+class Topic(SQLModel, table=True):
+    slug: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=120)
+    description: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    keywords: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    arxiv_categories: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    position: int = Field(default=0)  # taxonomy order, used to order issue sections
+
+
+class Paper(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    title: str = Field(max_length=500)
+    normalized_title: str = Field(max_length=500, unique=True, index=True)
+    summary: str = Field(sa_column=Column(Text, nullable=False))
+    url: str = Field(default="", max_length=2000)  # empty: link to a title search instead
+    authors: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    published: date
+    month: str = Field(max_length=7, index=True)  # YYYY-MM of `published`
+    arxiv_id: str | None = Field(default=None, max_length=32, unique=True)
+    doi: str | None = Field(default=None, max_length=255, unique=True)
+    abstract: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts(False))
+
+
+class PaperTopic(SQLModel, table=True):
+    __tablename__ = "paper_topic"
+
+    paper_id: int = Field(sa_column=_fk("paper.id", primary_key=True))
+    topic_slug: str = Field(
+        sa_column=Column(
+            ForeignKey("topic.slug", ondelete="CASCADE"), primary_key=True, nullable=False
+        )
+    )
+
+
+class IssueStatus(StrEnum):
+    DRAFT = "draft"
+    APPROVED = "approved"  # approval mode: an editor said it may go
+    SENDING = "sending"  # deliveries planned; workers are draining them
+    PAUSED = "paused"  # error budget exhausted or stopped by a person; see status_reason
+    SENT = "sent"  # every delivery reached a final state
+    MISSED = "missed"  # scheduled run came too late; waits for a person
+
+
+class Issue(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    month: str = Field(max_length=7, unique=True)  # YYYY-MM
+    status: str = Field(default=IssueStatus.DRAFT, max_length=20, index=True)
+    status_reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    subject: str = Field(default="", max_length=300)
+    # Bumped on every recompose so cached renders of an older draft are never reused.
+    revision: int = Field(default=1)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(False))
+    composed_at: datetime = Field(default_factory=utcnow, sa_column=_ts(False))
+    approved_at: datetime | None = Field(default=None, sa_column=_ts())
+    send_started_at: datetime | None = Field(default=None, sa_column=_ts())
+    sent_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class IssuePaper(SQLModel, table=True):
+    __tablename__ = "issue_paper"
+
+    issue_id: int = Field(sa_column=_fk("issue.id", primary_key=True))
+    paper_id: int = Field(sa_column=_fk("paper.id", primary_key=True))
+    topic_slug: str = Field(max_length=64)  # the section it is listed under
+    position: int = Field(default=0)
+    late: bool = Field(default=False)  # published in an earlier month, arrived after its issue
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    CLAIMED = "claimed"  # leased by a worker (claimed_by, lease_until)
+    SENT = "sent"
+    FAILED = "failed"  # provider refused it; error says why
+    UNKNOWN = "unknown"  # request outcome unknown; resent only on an operator's request
+    SKIPPED = "skipped"  # recipient left (unsubscribed, paused, suppressed) before sending
+
+
+class Delivery(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("issue_id", "subscriber_id"),
+        Index("ix_delivery_claim", "issue_id", "status", "variant"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(sa_column=_fk("issue.id"))
+    subscriber_id: int = Field(sa_column=_fk("subscriber.id"))
+    status: str = Field(default=DeliveryStatus.PENDING, max_length=20)
+    variant: str = Field(default="", max_length=1000)  # sorted topic slugs joined by ","
+    attempts: int = Field(default=0)
+    claimed_by: str = Field(default="", max_length=100)
+    lease_until: datetime | None = Field(default=None, sa_column=_ts())
+    provider_message_id: str = Field(default="", max_length=200)
+    error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    sent_at: datetime | None = Field(default=None, sa_column=_ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts(False))
+
+
+class ProviderEvent(SQLModel, table=True):
+    """A mail provider's event (bounce, drop, spam report); unique id makes webhooks idempotent."""
+
+    __tablename__ = "provider_event"
+    __table_args__ = (UniqueConstraint("provider", "provider_event_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=32)
+    provider_event_id: str = Field(max_length=200)
+    event: str = Field(max_length=32, index=True)
+    email: str = Field(default="", max_length=320)
+    delivery_id: int | None = Field(
+        default=None, sa_column=_fk("delivery.id", nullable=True, ondelete="SET NULL")
+    )
+    payload: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    received_at: datetime = Field(default_factory=utcnow, sa_column=_ts(False))
+
+
+class JobRun(SQLModel, table=True):
+    """One run of the monthly job, so missed, empty and failed runs are visible, never silent."""
+
+    __tablename__ = "job_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job: str = Field(max_length=64)
+    month: str = Field(max_length=7, index=True)
+    scheduled_for: datetime | None = Field(default=None, sa_column=_ts())
+    started_at: datetime = Field(default_factory=utcnow, sa_column=_ts(False))
+    finished_at: datetime | None = Field(default=None, sa_column=_ts())
+    outcome: str = Field(default="running", max_length=32)  # sent, empty, missed, failed, ...
+    message: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))

@@ -1,0 +1,108 @@
+"""The one interface the delivery engine sees: send one batch, get one result per recipient.
+
+A batch is one rendered body (one variant) for up to N recipients. Per-recipient fields are
+placeholders in the body (`__NL_NAME__`) that the transport fills by plain substitution, or
+hands to the provider to fill (SendGrid `substitutions`), so the body is never re-rendered
+per person.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid, parseaddr
+from enum import StrEnum
+from typing import Protocol
+
+PLACEHOLDER_RE = re.compile(r"__NL_[A-Z0-9_]+__")
+
+
+def placeholder(name: str) -> str:
+    """The marker for a per-recipient field: survives Jinja, MJML and HTML escaping as is."""
+    return f"__NL_{name.upper()}__"
+
+
+def substitute(body: str, fields: Mapping[str, str]) -> str:
+    """Fill placeholders (keys as returned by `placeholder`) in one pass."""
+    if not fields:
+        return body
+    return PLACEHOLDER_RE.sub(lambda m: fields.get(m.group(0), m.group(0)), body)
+
+
+def check_header_value(name: str, value: str) -> str:
+    """Refuse CR/LF in a header value: data must never add headers (header injection)."""
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"header {name} contains a line break")
+    return value
+
+
+@dataclass(frozen=True)
+class Recipient:
+    email: str
+    # placeholder -> value, applied to the HTML and text bodies (values already HTML-safe)
+    substitutions: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)  # e.g. List-Unsubscribe
+    delivery_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Batch:
+    subject: str
+    html: str
+    text: str
+    recipients: Sequence[Recipient]
+    from_addr: str
+    headers: Mapping[str, str] = field(default_factory=dict)  # shared, e.g. List-Id
+    categories: Sequence[str] = ()  # provider tags, e.g. the issue month
+    reply_to: str = ""
+
+
+class Outcome(StrEnum):
+    SENT = "sent"
+    FAILED = "failed"  # refused for good (bad address, 4xx)
+    RETRY = "retry"  # refused for now (429, 5xx, 4xx SMTP reply); safe to send again
+    UNKNOWN = "unknown"  # may or may not have gone out; never resent automatically
+
+
+@dataclass(frozen=True)
+class RecipientResult:
+    email: str
+    outcome: Outcome
+    message_id: str = ""
+    error: str = ""
+    delivery_id: int | None = None
+    retry_after: float | None = None  # seconds, when the provider said
+
+
+class Transport(Protocol):
+    name: str
+
+    def send_batch(self, batch: Batch) -> list[RecipientResult]:
+        """Send one batch; never raises for provider answers, reports them per recipient."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def build_mime(batch: Batch, recipient: Recipient, message_id: str | None = None) -> EmailMessage:
+    """The RFC 5322 message for one recipient: multipart/alternative, text first, then HTML."""
+    msg = EmailMessage()
+    msg["Subject"] = check_header_value("Subject", batch.subject)
+    msg["From"] = check_header_value("From", batch.from_addr)
+    msg["To"] = check_header_value("To", recipient.email)
+    if batch.reply_to:
+        msg["Reply-To"] = check_header_value("Reply-To", batch.reply_to)
+    msg["Date"] = formatdate(localtime=False, usegmt=True)
+    domain = parseaddr(batch.from_addr)[1].rpartition("@")[2] or "localhost"
+    msg["Message-ID"] = message_id or make_msgid(domain=domain)
+    for name, value in {**batch.headers, **recipient.headers}.items():
+        msg[name] = check_header_value(name, value)
+    msg.set_content(
+        substitute(batch.text, recipient.substitutions), subtype="plain", cte="quoted-printable"
+    )
+    msg.add_alternative(
+        substitute(batch.html, recipient.substitutions), subtype="html", cte="quoted-printable"
+    )
+    return msg

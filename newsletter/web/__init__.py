@@ -1,0 +1,1 @@
+"""The web app: thin routes over the same service functions the CLI uses."""
