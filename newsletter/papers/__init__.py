@@ -1,0 +1,1 @@
+"""Papers in: sources (files, feeds, listing), tagging, and the store."""
