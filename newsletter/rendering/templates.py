@@ -1,0 +1,97 @@
+"""The email template environment and the one MJML compile step.
+
+Jinja renders first (autoescaped for `.mjml.j2`, plain for `.txt.j2`), then MRML compiles the
+resulting MJML; MRML cannot parse Jinja tags, so the two never mix in one pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from mjml import mjml2html
+
+from newsletter.errors import NewsletterError
+from newsletter.settings import REPO_ROOT
+
+EMAIL_TEMPLATE_DIR = REPO_ROOT / "templates" / "email"
+
+_MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+
+
+def _template_fingerprint() -> str:
+    """Hash of every email template: editing one invalidates every cached render."""
+    digest = hashlib.sha256()
+    for path in sorted(EMAIL_TEMPLATE_DIR.rglob("*.j2")):
+        digest.update(path.relative_to(EMAIL_TEMPLATE_DIR).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+TEMPLATE_VERSION = _template_fingerprint()
+
+
+def month_label(month: str) -> str:
+    """`2026-05` -> `May 2026`, independent of the process locale."""
+    year, _, number = month.partition("-")
+    return f"{_MONTHS[int(number) - 1]} {year}"
+
+
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(EMAIL_TEMPLATE_DIR),
+        autoescape=select_autoescape(enabled_extensions=("mjml.j2",), default=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["month_label"] = month_label
+    return env
+
+
+def render_template(name: str, context: dict[str, Any]) -> str:
+    return environment().get_template(name).render(**context)
+
+
+def compile_mjml(source: str, template_name: str = "email") -> str:
+    """MJML -> HTML; a malformed template is reported with its name, not a Rust panic text."""
+    try:
+        return mjml2html(source, disable_comments=True)
+    except Exception as exc:  # mrml raises its own error types
+        raise NewsletterError(f"email template {template_name} did not compile: {exc}") from None
+
+
+def render_email_parts(name: str, context: dict[str, Any]) -> tuple[str, str]:
+    """(html, text) for `templates/email/{name}.mjml.j2` and its `.txt.j2` twin."""
+    mjml_source = render_template(f"{name}.mjml.j2", context)
+    html = compile_mjml(mjml_source, f"{name}.mjml.j2")
+    text = _tidy_text(render_template(f"{name}.txt.j2", context))
+    return html, text
+
+
+def _tidy_text(text: str) -> str:
+    """Collapse the blank-line runs that template conditionals leave behind."""
+    lines: list[str] = []
+    for line in text.splitlines():
+        line = line.rstrip()
+        if not line and lines and not lines[-1]:
+            continue
+        lines.append(line)
+    return "\n".join(lines).strip() + "\n"
