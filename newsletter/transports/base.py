@@ -76,6 +76,14 @@ class RecipientResult:
     retry_after: float | None = None  # seconds, when the provider said
 
 
+class TransportUnavailable(Exception):
+    """The transport cannot send at all (bad credentials, refused configuration).
+
+    Raised instead of per-recipient results because retrying will not help: the engine puts
+    the batch back untouched and pauses the send with this message for a person to fix.
+    """
+
+
 class Transport(Protocol):
     name: str
 
