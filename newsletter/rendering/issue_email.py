@@ -1,0 +1,221 @@
+"""The monthly issue email: rendered once per variant, cached, placeholders left in.
+
+Flow step 5 of DESIGN.md: Jinja2 (autoescape) builds the MJML for a variant, mjml-python
+compiles it once, and the result is cached under (issue id, revision, variant, template
+version, the settings that appear in the body). Per-recipient values are placeholders
+(`__NL_UNSUBSCRIBE_URL__` …) filled later by `personalize` or by the provider.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from sqlmodel import Session, select
+
+from newsletter.issues import IssueContents, IssueEntry, load_issue_contents
+from newsletter.models import Issue, Paper, Topic
+from newsletter.papers.links import paper_link
+from newsletter.rendering.message import RenderedEmail, header_safe
+from newsletter.rendering.templates import TEMPLATE_VERSION, month_label, render_email_parts
+from newsletter.rendering.variants import EVERYTHING, NO_MATCH, parse_variant
+from newsletter.settings import Settings
+from newsletter.transports.base import placeholder
+
+MAX_AUTHORS = 6
+CACHE_SIZE = 256
+
+
+@dataclass(frozen=True)
+class PaperView:
+    title: str
+    link: str
+    authors: str
+    summary: str
+    late_label: str  # "" unless the paper arrived after its own month's issue
+    section_name: str
+
+
+@dataclass(frozen=True)
+class SectionView:
+    slug: str
+    name: str
+    papers: tuple[PaperView, ...]
+
+
+def issue_subject(issue: Issue, settings: Settings) -> str:
+    """The composed subject, or `{title} — {Month YYYY}` when the draft has none yet."""
+    return header_safe(issue.subject or f"{settings.title} — {month_label(issue.month)}")
+
+
+def _safe_link(entry: IssueEntry, settings: Settings) -> str:
+    link = paper_link(entry.paper, settings.paper_search_url)
+    if urlsplit(link).scheme not in ("http", "https"):  # never a javascript: or data: href
+        link = paper_link(Paper(title=entry.paper.title, url=""), settings.paper_search_url)
+    return link
+
+
+def _authors(names: list[str]) -> str:
+    if len(names) > MAX_AUTHORS:
+        return ", ".join(names[:MAX_AUTHORS]) + " et al."
+    return ", ".join(names)
+
+
+def _paper_view(entry: IssueEntry, section_name: str, settings: Settings) -> PaperView:
+    paper = entry.paper
+    late = f"Late arrival · published {month_label(paper.month)}" if entry.late else ""
+    return PaperView(
+        title=" ".join(paper.title.split()),
+        link=_safe_link(entry, settings),
+        authors=_authors(list(paper.authors)),
+        summary=paper.summary.strip(),
+        late_label=late,
+        section_name=section_name,
+    )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _names(names: list[str]) -> str:
+    if len(names) <= 2:
+        return " and ".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def build_context(
+    contents: IssueContents, topics: dict[str, Topic], variant: str, settings: Settings
+) -> dict[str, object]:
+    """The template context for one variant: main sections, the "also" list and the footer."""
+    issue = contents.issue
+    chosen = parse_variant(variant)
+    order = {slug: i for i, slug in enumerate(topics)}
+
+    def name_of(slug: str) -> str:
+        return topics[slug].name if slug in topics else slug
+
+    main: dict[str, list[PaperView]] = {}
+    also: list[PaperView] = []
+    for entry in contents.entries:
+        if variant == EVERYTHING or entry.section in chosen:
+            home = entry.section
+        else:  # listed elsewhere, but tagged with one of the subscriber's topics
+            home = next((t for t in entry.topics if t in chosen), "")
+        view = _paper_view(entry, name_of(home or entry.section), settings)
+        if home:
+            main.setdefault(home, []).append(view)
+        else:
+            also.append(view)
+    sections = [
+        SectionView(slug=s, name=name_of(s), papers=tuple(main[s]))
+        for s in sorted(main, key=lambda s: order.get(s, len(order)))
+    ]
+    n_main = sum(len(s.papers) for s in sections)
+    n_all = len(contents.entries)
+    label = month_label(issue.month)
+    chosen_names = [name_of(s) for s in sorted(chosen, key=lambda s: order.get(s, len(order)))]
+
+    if variant == EVERYTHING:
+        intro = f"{_plural(n_all, 'new paper')} this month, grouped by topic."
+        preheader = f"{_plural(n_all, 'new paper')}: " + _names([s.name for s in sections][:3])
+        topics_line = "Your topics: all of them."
+    elif variant == NO_MATCH:
+        intro = (
+            "None of your topics has a new paper this month, so here is everything else "
+            "in brief. Your topics will be back first as soon as they have news."
+        )
+        preheader = f"{_plural(n_all, 'new paper')} this month, none on your topics"
+        topics_line = "None of your topics has a new paper this month."
+    else:
+        intro = f"{_plural(n_main, 'new paper')} on your topics"
+        intro += f", and {n_all - n_main} more at the end." if also else "."
+        preheader = f"{_plural(n_main, 'new paper')} on " + _names(chosen_names)
+        if also:
+            preheader += f", plus {len(also)} more"
+        topics_line = f"Your topics in this issue: {', '.join(chosen_names)}."
+    if not n_all:
+        intro = "No new papers this month."
+        preheader = intro
+
+    subject = issue_subject(issue, settings)
+    return {
+        "title": settings.title,
+        "subject": subject,
+        "month_label": label,
+        "preheader": preheader,
+        "intro": intro,
+        "no_match": variant == NO_MATCH,
+        "sections": sections,
+        "also": also,
+        "footer": {
+            "reason": (
+                f"You receive this email because {placeholder('email')} subscribed to "
+                f"{settings.title}, a monthly digest of new machine-learning-foundations papers."
+            ),
+            "reason_text": (
+                f"You receive this email because you subscribed to {settings.title}, "
+                "a monthly digest of new machine-learning-foundations papers."
+            ),
+            "topics_line": topics_line,
+            "preferences_url": placeholder("preferences_url"),
+            "unsubscribe_url": placeholder("unsubscribe_url"),
+            "browser_url": placeholder("browser_url"),
+            "postal_address": settings.postal_address,
+        },
+    }
+
+
+def _topics(session: Session) -> dict[str, Topic]:
+    return {t.slug: t for t in session.exec(select(Topic).order_by(Topic.position)).all()}
+
+
+def compile_issue_variant(
+    contents: IssueContents, topics: dict[str, Topic], variant: str, settings: Settings
+) -> RenderedEmail:
+    """One full Jinja + MJML render, uncached (the naive path the benchmark compares)."""
+    context = build_context(contents, topics, variant, settings)
+    html, text = render_email_parts("issue", context)
+    return RenderedEmail(subject=str(context["subject"]), html=html, text=text)
+
+
+_cache: OrderedDict[tuple[object, ...], RenderedEmail] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _cache_key(issue: Issue, variant: str, settings: Settings) -> tuple[object, ...]:
+    body_settings = (
+        settings.title,
+        settings.base_url,
+        settings.postal_address,
+        settings.paper_search_url,
+    )
+    return (issue.id, issue.revision, variant, TEMPLATE_VERSION, body_settings)
+
+
+def render_issue_variant(
+    session: Session, issue: Issue, variant: str, settings: Settings
+) -> RenderedEmail:
+    """The issue for one variant, compiled at most once per process; placeholders left in."""
+    parse_variant(variant)  # refuse a malformed variant before touching the cache
+    key = _cache_key(issue, variant, settings)
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+            return hit
+    rendered = compile_issue_variant(
+        load_issue_contents(session, issue), _topics(session), variant, settings
+    )
+    with _cache_lock:
+        _cache[key] = rendered
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return rendered
+
+
+def clear_render_cache() -> None:
+    with _cache_lock:
+        _cache.clear()

@@ -1,0 +1,99 @@
+"""Per-recipient fields: signed links, placeholder values and list headers.
+
+Everything here is cheap string work done once per subscriber; the body itself is rendered
+once per variant and only these values are substituted into it.
+"""
+
+from __future__ import annotations
+
+import html
+from urllib.parse import quote, urlsplit
+
+from newsletter.models import Issue
+from newsletter.rendering.message import header_safe
+from newsletter.rendering.variants import NO_MATCH
+from newsletter.settings import Settings
+from newsletter.transports.base import check_header_value, placeholder
+from subscribers.models import Subscriber
+from subscribers.tokens import make_token
+
+# The per-recipient fields an issue body may contain, as placeholders.
+RECIPIENT_FIELDS = ("unsubscribe_url", "preferences_url", "browser_url", "email")
+PREVIEW_TOKEN = "PREVIEW-NOT-A-REAL-TOKEN"
+PREVIEW_EMAIL = "subscriber@example.org"
+
+
+def recipient_links(settings: Settings, subscriber: Subscriber) -> dict[str, str]:
+    """Signed unsubscribe and preferences URLs for one subscriber."""
+    assert subscriber.id is not None, "subscriber must be saved before links are signed"
+    base = settings.base_url
+    secret = settings.secret
+    version = subscriber.token_version
+    return {
+        "unsubscribe_url": f"{base}/unsubscribe/"
+        + make_token(secret, "unsubscribe", subscriber.id, version),
+        "preferences_url": f"{base}/preferences/"
+        + make_token(secret, "preferences", subscriber.id, version),
+    }
+
+
+def browser_url(settings: Settings, issue: Issue, variant: str) -> str:
+    """The web version of the issue, showing the same topic selection as the email."""
+    url = f"{settings.base_url}/issues/{issue.month}"
+    if variant and variant != NO_MATCH:
+        url += "?topics=" + quote(variant, safe=",")
+    return url
+
+
+def _fill(values: dict[str, str]) -> dict[str, str]:
+    return {placeholder(name): html.escape(value, quote=True) for name, value in values.items()}
+
+
+def recipient_substitutions(
+    settings: Settings, subscriber: Subscriber, issue: Issue, variant: str
+) -> dict[str, str]:
+    """Placeholder -> HTML-safe value for one recipient (also what SendGrid substitutes)."""
+    return _fill(
+        {
+            **recipient_links(settings, subscriber),
+            "browser_url": browser_url(settings, issue, variant),
+            "email": subscriber.email,
+        }
+    )
+
+
+def preview_substitutions(settings: Settings, issue: Issue, variant: str) -> dict[str, str]:
+    """Values for a preview: real page URLs with a clearly fake token and address."""
+    base = settings.base_url
+    return _fill(
+        {
+            "unsubscribe_url": f"{base}/unsubscribe/{PREVIEW_TOKEN}",
+            "preferences_url": f"{base}/preferences/{PREVIEW_TOKEN}",
+            "browser_url": browser_url(settings, issue, variant),
+            "email": PREVIEW_EMAIL,
+        }
+    )
+
+
+def recipient_headers(settings: Settings, subscriber: Subscriber) -> dict[str, str]:
+    """RFC 8058 one-click unsubscribe headers for one recipient.
+
+    No `mailto:` alternative: nothing reads an unsubscribe mailbox, and an address that
+    silently ignores requests is worse than none.
+    """
+    url = recipient_links(settings, subscriber)["unsubscribe_url"]
+    headers = {
+        "List-Unsubscribe": f"<{url}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+    return {name: check_header_value(name, value) for name, value in headers.items()}
+
+
+def list_headers(settings: Settings) -> dict[str, str]:
+    """Headers shared by every recipient of a bulk send: RFC 2919 List-Id."""
+    host = urlsplit(settings.base_url).hostname or "localhost"
+    if settings.base_url_is_loopback or not any(c.isalpha() for c in host):
+        host = "localhost"  # an IP address is not a list-id namespace
+    name = header_safe(settings.title).replace("\\", "\\\\").replace('"', '\\"')
+    value = f'"{name}" <ml-foundations.{host}>'
+    return {"List-Id": check_header_value("List-Id", value)}
