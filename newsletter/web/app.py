@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from newsletter.db import get_engine, ping
-from newsletter.settings import Settings
+from newsletter.settings import REPO_ROOT, Settings
+from newsletter.web import archive, outbox_viewer, preview, public, subscription
+from newsletter.web.pages import error_page
+from newsletter.web.ratelimit import ClientRateLimiter
+from newsletter.web.security import SecurityHeadersMiddleware
+
+STATIC_DIR = REPO_ROOT / "newsletter" / "web" / "static"
+# Per client address: generous for people (a typo or two), tight for a script.
+SUBSCRIBE_LIMIT = 10
+SUBSCRIBE_WINDOW_SECONDS = 600
+
+_ERROR_HEADINGS = {404: "Page not found", 405: "Method not allowed"}
 
 
 def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title=settings.title, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.engine = get_engine(settings.database_url)
+    app.state.subscribe_limiter = ClientRateLimiter(SUBSCRIBE_LIMIT, SUBSCRIBE_WINDOW_SECONDS)
+    app.add_middleware(SecurityHeadersMiddleware)
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
@@ -22,8 +38,23 @@ def create_app(settings: Settings) -> FastAPI:
             status_code=200 if db_ok else 503,
         )
 
-    @app.get("/", response_class=HTMLResponse)
-    def landing() -> str:
-        return f"<!doctype html><title>{settings.title}</title><h1>{settings.title}</h1>"
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> HTMLResponse:
+        heading = _ERROR_HEADINGS.get(exc.status_code, "Something went wrong")
+        message = exc.detail if isinstance(exc.detail, str) else heading
+        if exc.status_code == 404:
+            message = "There is nothing at this address."
+        return error_page(request, exc.status_code, heading, message, headers=exc.headers)
 
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> HTMLResponse:
+        return error_page(request, 400, "Request not understood", "Please use the forms.")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(public.router)
+    app.include_router(subscription.router)
+    app.include_router(archive.router)
+    app.include_router(preview.router)
+    if outbox_viewer.outbox_enabled(settings):
+        app.include_router(outbox_viewer.router)
     return app

@@ -1,0 +1,192 @@
+"""The audience service: subscriber lifecycle plus the mail it causes.
+
+`subscribers.lifecycle` decides; this module signs the links, renders the confirmation and
+welcome emails and hands them to the configured transport. The web routes and the
+`newsletter subscribers` commands both call these functions, so they behave the same.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from newsletter.db import session_scope
+from newsletter.models import Topic
+from newsletter.settings import Settings
+from newsletter.transports import get_transport
+from newsletter.transports.base import Batch, Outcome, Recipient
+from subscribers import lifecycle
+from subscribers.models import Subscriber
+from subscribers.tokens import TokenError, make_token, read_token
+
+log = logging.getLogger(__name__)
+
+# Bump whenever the wording people agree to on the subscribe form changes; each consent
+# record keeps the version that was shown.
+CONSENT_TEXT_VERSION = "2026-11-v1"
+CONSENT_TEXT = (
+    "Send me the monthly email of new machine-learning-foundations papers on the topics I "
+    "choose. I can change topics, pause or unsubscribe with one click from any email."
+)
+CONFIRM_MAX_AGE = 7 * 24 * 3600  # confirmation links work for a week; others do not expire
+
+
+@dataclass(frozen=True)
+class Links:
+    confirm: str
+    preferences: str
+    unsubscribe: str
+
+
+def links_for(settings: Settings, subscriber: Subscriber, *, absolute: bool = True) -> Links:
+    """Signed, purpose-scoped links for one subscriber (site-relative for our own pages)."""
+    base = settings.base_url if absolute else ""
+
+    def url(purpose: str, path: str) -> str:
+        token = make_token(settings.secret, purpose, subscriber.id or 0, subscriber.token_version)
+        return f"{base}/{path}/{token}"
+
+    return Links(
+        confirm=url("confirm", "confirm"),
+        preferences=url("preferences", "preferences"),
+        unsubscribe=url("unsubscribe", "unsubscribe"),
+    )
+
+
+def subscriber_from_token(
+    session: Session, settings: Settings, purpose: str, token: str
+) -> Subscriber:
+    """The subscriber a link names; raises TokenError or lifecycle.NotSubscribed."""
+    if len(token) > 512:
+        raise TokenError("this link is not valid")
+    max_age = CONFIRM_MAX_AGE if purpose == "confirm" else None
+    claims = read_token(settings.secret, purpose, token, max_age=max_age)
+    return lifecycle.from_token(session, claims)
+
+
+def topic_catalog(session: Session) -> list[Topic]:
+    """Topics people can choose, in taxonomy order."""
+    return list(session.exec(select(Topic).order_by(Topic.position)).all())
+
+
+def topic_names(catalog: Iterable[Topic], slugs: Iterable[str]) -> list[str]:
+    wanted = set(slugs)
+    return [t.name for t in catalog if t.slug in wanted]
+
+
+def _send_one(settings: Settings, subscriber: Subscriber, subject: str, html: str, text: str):
+    batch = Batch(
+        subject=subject,
+        html=html,
+        text=text,
+        recipients=[Recipient(email=subscriber.email)],
+        from_addr=settings.from_,
+    )
+    transport = get_transport(settings)
+    try:
+        result = transport.send_batch(batch)[0]
+    finally:
+        transport.close()
+    if result.outcome != Outcome.SENT:
+        log.warning("email to subscriber %s not sent: %s", subscriber.id, result.error)
+    return result
+
+
+def send_confirmation(
+    settings: Settings, subscriber: Subscriber, topics: list[str], catalog: list[Topic]
+) -> None:
+    from newsletter.rendering import render_transactional
+
+    links = links_for(settings, subscriber)
+    email = render_transactional(
+        "confirmation",
+        settings,
+        email=subscriber.email,
+        action_url=links.confirm,
+        topics=topic_names(catalog, topics),
+    )
+    _send_one(settings, subscriber, email.subject, email.html, email.text)
+
+
+def send_welcome(
+    settings: Settings, subscriber: Subscriber, topics: list[str], catalog: list[Topic]
+) -> None:
+    from newsletter.rendering import render_transactional
+
+    links = links_for(settings, subscriber)
+    email = render_transactional(
+        "welcome",
+        settings,
+        email=subscriber.email,
+        action_url=links.preferences,
+        topics=topic_names(catalog, topics),
+        unsubscribe_url=links.unsubscribe,
+        preferences_url=links.preferences,
+    )
+    _send_one(settings, subscriber, email.subject, email.html, email.text)
+
+
+def request_subscription(
+    engine: Engine,
+    settings: Settings,
+    email: str,
+    topics: Iterable[str],
+    *,
+    client_address: str = "",
+    source: str = "web",
+    name: str = "",
+) -> lifecycle.SubscribeResult:
+    """Double opt-in step one: record the request, then mail a confirmation if one is due.
+
+    Raises lifecycle.SubscriberError for bad input. The mail goes out after the commit, so a
+    confirmation link never names a row that was rolled back. Two requests for the same new
+    address at once collide on the unique email; the loser simply runs again.
+    """
+    topics = list(topics)
+    for attempt in range(3):
+        try:
+            with session_scope(engine) as session:
+                catalog = topic_catalog(session)
+                result = lifecycle.subscribe(
+                    session,
+                    email,
+                    topics,
+                    known_topics={t.slug for t in catalog},
+                    client_address=client_address,
+                    consent_text_version=CONSENT_TEXT_VERSION,
+                    source=source,
+                    name=name,
+                )
+                chosen = lifecycle.topics_of(session, result.subscriber)
+            break
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    if result.send_confirmation:
+        send_confirmation(settings, result.subscriber, chosen, catalog)
+    return result
+
+
+def confirm_subscription(
+    engine: Engine, settings: Settings, token: str, *, client_address: str = ""
+) -> tuple[Subscriber, bool]:
+    """Double opt-in step two; sends the welcome email the first time. (subscriber, changed)."""
+    with session_scope(engine) as session:
+        sub = subscriber_from_token(session, settings, "confirm", token)
+        changed = lifecycle.confirm(
+            session,
+            sub,
+            client_address=client_address,
+            consent_text_version=CONSENT_TEXT_VERSION,
+            source="web",
+        )
+        catalog = topic_catalog(session)
+        chosen = lifecycle.topics_of(session, sub)
+    if changed:
+        send_welcome(settings, sub, chosen, catalog)
+    return sub, changed

@@ -1,0 +1,167 @@
+"""The public archive: sent issues as a list, as web pages and as an Atom feed.
+
+The web version of an issue is the email itself, rendered by the same pipeline as the send
+(`render_issue_variant`), with links that name nobody. It is cached per issue revision and
+topic selection by the renderer, so serving it costs one substitution.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from newsletter.issues import load_issue_contents
+from newsletter.models import Issue, IssuePaper, IssueStatus, Topic
+from newsletter.rendering import personalize
+from newsletter.rendering.issue_email import render_issue_variant
+from newsletter.rendering.templates import month_label
+from newsletter.rendering.variants import issue_topic_slugs, variant_for
+from newsletter.settings import Settings
+from newsletter.transports.base import placeholder
+from newsletter.web.pages import error_page, render_page
+from newsletter.web.security import EMAIL_PAGE_CSP
+
+router = APIRouter()
+MONTH_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+ATOM = "http://www.w3.org/2005/Atom"
+
+
+def sent_issues(session: Session) -> list[tuple[Issue, int]]:
+    """Sent issues newest first, each with its number of papers."""
+    counts = dict(
+        session.exec(select(IssuePaper.issue_id, func.count()).group_by(IssuePaper.issue_id)).all()
+    )
+    issues = session.exec(
+        select(Issue).where(Issue.status == IssueStatus.SENT).order_by(col(Issue.month).desc())
+    ).all()
+    return [(issue, counts.get(issue.id, 0)) for issue in issues]
+
+
+def parse_topics(values: list[str]) -> list[str]:
+    """`?topics=a,b` and `?topics=a&topics=b` both work (links and checkbox forms)."""
+    return [s.strip() for value in values for s in value.split(",") if s.strip()]
+
+
+def unknown_topics(session: Session, topics: list[str]) -> list[str]:
+    known = set(session.exec(select(Topic.slug)).all())
+    return [t for t in topics if t not in known]
+
+
+def bad_topics_page(request: Request, unknown: list[str]) -> HTMLResponse:
+    shown = ", ".join(repr(t[:64]) for t in unknown[:5])
+    return error_page(
+        request,
+        400,
+        "Unknown topic",
+        f"There is no topic {shown}. Pick topics from the list on the page instead.",
+    )
+
+
+def no_issue_page(request: Request, month: str) -> HTMLResponse:
+    label = month_label(month) if MONTH_RE.match(month) else month[:20]
+    return error_page(request, 404, "No such issue", f"There is no published issue for {label}.")
+
+
+def public_substitutions(settings: Settings) -> dict[str, str]:
+    """Links for a copy read by anybody: they point to the site, never to one subscriber."""
+    values = {
+        "unsubscribe_url": f"{settings.base_url}/#manage",
+        "preferences_url": f"{settings.base_url}/#manage",
+        "browser_url": f"{settings.base_url}/issues",
+        "email": "a subscriber",
+    }
+    return {placeholder(k): html.escape(v, quote=True) for k, v in values.items()}
+
+
+@router.get("/issues", response_class=HTMLResponse)
+def archive(request: Request) -> HTMLResponse:
+    with Session(request.app.state.engine) as session:
+        issues = sent_issues(session)
+    return render_page(request, "archive.html", issues=issues)
+
+
+def _atom_time(value: datetime | None) -> str:
+    value = value or datetime(1970, 1, 1, tzinfo=UTC)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def atom_feed(settings: Settings, issues: list[tuple[Issue, int]]) -> bytes:
+    """An Atom 1.0 document built as a tree, so no paper title can break the XML."""
+    ET.register_namespace("", ATOM)
+
+    def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+        el = ET.SubElement(parent, f"{{{ATOM}}}{tag}", attrs)
+        if text is not None:
+            el.text = text
+        return el
+
+    feed = ET.Element(f"{{{ATOM}}}feed")
+    sub(feed, "id", f"{settings.base_url}/issues")
+    sub(feed, "title", settings.title)
+    sub(feed, "updated", _atom_time(max((i.sent_at for i, _ in issues if i.sent_at), default=None)))
+    sub(feed, "link", rel="self", href=f"{settings.base_url}/issues/feed.xml")
+    sub(feed, "link", rel="alternate", type="text/html", href=f"{settings.base_url}/issues")
+    author = sub(feed, "author")
+    sub(author, "name", settings.title)
+    for issue, count in issues:
+        url = f"{settings.base_url}/issues/{issue.month}"
+        entry = sub(feed, "entry")
+        sub(entry, "id", url)
+        sub(entry, "title", issue.subject or f"{settings.title} — {month_label(issue.month)}")
+        sub(entry, "updated", _atom_time(issue.sent_at))
+        sub(entry, "published", _atom_time(issue.sent_at))
+        sub(entry, "link", rel="alternate", type="text/html", href=url)
+        sub(
+            entry,
+            "summary",
+            f"{count} new paper{'s' if count != 1 else ''} in machine-learning foundations, "
+            f"{month_label(issue.month)}.",
+        )
+    return b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(feed, encoding="utf-8")
+
+
+@router.get("/issues/feed.xml")
+def feed(request: Request) -> Response:
+    with Session(request.app.state.engine) as session:
+        issues = sent_issues(session)
+    return Response(
+        atom_feed(request.app.state.settings, issues),
+        media_type="application/atom+xml; charset=utf-8",
+    )
+
+
+@router.get("/issues/{month}", response_class=HTMLResponse)
+def issue_page(request: Request, month: str) -> HTMLResponse:
+    """The web version of a sent issue, optionally for a topic selection (`?topics=a,b`)."""
+    settings = request.app.state.settings
+    if not MONTH_RE.match(month):
+        return no_issue_page(request, month)
+    chosen = parse_topics(request.query_params.getlist("topics"))
+    with Session(request.app.state.engine) as session:
+        issue = session.exec(
+            select(Issue).where(Issue.month == month, Issue.status == IssueStatus.SENT)
+        ).first()
+        if issue is None:
+            return no_issue_page(request, month)
+        unknown = unknown_topics(session, chosen) if chosen else []
+        if unknown:
+            return bad_topics_page(request, unknown)
+        variant = ""
+        if chosen:
+            entries = load_issue_contents(session, issue).entries
+            variant = variant_for(chosen, issue_topic_slugs(entries))
+        rendered = render_issue_variant(session, issue, variant, settings)
+    page = personalize(rendered, public_substitutions(settings))
+    return HTMLResponse(
+        page.html,
+        headers={"Content-Security-Policy": EMAIL_PAGE_CSP, "X-Frame-Options": "DENY"},
+    )

@@ -1,0 +1,106 @@
+"""Landing page, the subscribe form's target and the confirmation link (double opt-in)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+
+from newsletter import audience
+from newsletter.models import Issue, IssueStatus
+from newsletter.web.pages import error_page, render_page
+from newsletter.web.security import client_address
+from subscribers import lifecycle
+from subscribers.tokens import TokenError
+
+router = APIRouter()
+HONEYPOT_FIELD = "website"  # hidden from people; bots that fill every field give themselves away
+MAX_FORM_FIELDS = 100
+
+
+def _landing_context(request: Request) -> dict[str, object]:
+    with Session(request.app.state.engine) as session:
+        latest = session.exec(
+            select(Issue)
+            .where(Issue.status == IssueStatus.SENT)
+            .order_by(col(Issue.month).desc())
+            .limit(1)
+        ).first()
+        topics = audience.topic_catalog(session)
+    return {"latest": latest, "topics": topics, "consent_text": audience.CONSENT_TEXT}
+
+
+@router.get("/", response_class=HTMLResponse)
+def landing(request: Request) -> HTMLResponse:
+    return render_page(request, "landing.html", **_landing_context(request), form={}, error="")
+
+
+async def read_form(request: Request) -> FormData | None:
+    """The posted form, or None when the body is not a form we accept (too many fields...)."""
+    try:
+        return await request.form(max_fields=MAX_FORM_FIELDS, max_files=0)
+    except Exception:
+        return None
+
+
+def topics_from_form(form: FormData) -> list[str]:
+    """`topics` may repeat (checkboxes) and each value may hold several slugs joined by commas."""
+    return [slug for value in form.getlist("topics") for slug in str(value).split(",")]
+
+
+@router.post("/subscribe", response_class=HTMLResponse)
+async def subscribe(request: Request) -> HTMLResponse:
+    wait = request.app.state.subscribe_limiter.hit(client_address(request))
+    if wait:
+        return error_page(
+            request,
+            429,
+            "Too many requests",
+            "This connection has sent the subscribe form too often. "
+            f"Please try again in {int(wait // 60) + 1} minute(s).",
+            headers={"Retry-After": str(int(wait))},
+        )
+    form = await read_form(request)
+    if form is None:
+        return error_page(request, 400, "Form not understood", "Please use the subscribe form.")
+    email = form.get("email")
+    topics = topics_from_form(form)
+    if form.get(HONEYPOT_FIELD):
+        return render_page(request, "check_inbox.html")
+    try:
+        await run_in_threadpool(
+            audience.request_subscription,
+            request.app.state.engine,
+            request.app.state.settings,
+            email if isinstance(email, str) else "",
+            topics,
+            client_address=client_address(request),
+        )
+    except lifecycle.SubscriberError as exc:
+        context = await run_in_threadpool(_landing_context, request)
+        shown = {"email": email if isinstance(email, str) else "", "topics": set(topics)}
+        return render_page(request, "landing.html", 400, **context, form=shown, error=str(exc))
+    # The same answer for new, pending, active, unsubscribed and suppressed addresses.
+    return render_page(request, "check_inbox.html")
+
+
+@router.get("/confirm/{token}", response_class=HTMLResponse)
+def confirm(request: Request, token: str) -> HTMLResponse:
+    try:
+        sub, _ = audience.confirm_subscription(
+            request.app.state.engine,
+            request.app.state.settings,
+            token,
+            client_address=client_address(request),
+        )
+    except (TokenError, lifecycle.NotSubscribed) as exc:
+        return error_page(
+            request,
+            400,
+            "This link does not work",
+            f"{str(exc).capitalize()}. You can subscribe again from the home page.",
+        )
+    links = audience.links_for(request.app.state.settings, sub, absolute=False)
+    return render_page(request, "confirmed.html", email=sub.email, links=links)

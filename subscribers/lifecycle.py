@@ -1,0 +1,399 @@
+"""The subscriber lifecycle as plain functions over a session.
+
+Callers (the web app, the CLI, the webhook) pass in every value this package needs: the
+known topic slugs, the client address, the consent text version. Nothing here sends mail;
+functions say what should be sent (`SubscribeResult.send_confirmation`) and the caller sends.
+
+Functions flush but never commit: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import delete
+from sqlmodel import Session, select
+
+from subscribers.models import (
+    ConsentRecord,
+    Subscriber,
+    SubscriberStatus,
+    SubscriberTopic,
+    utcnow,
+)
+from subscribers.tokens import TokenClaims
+
+MAX_EMAIL_INPUT = 320  # longer input is refused before it reaches the validator
+MAX_CONFIRMATIONS_PER_DAY = 3
+
+
+class SubscriberError(ValueError):
+    """Input the lifecycle refuses; the message is fit to show the person who sent it."""
+
+
+class InvalidEmail(SubscriberError):
+    pass
+
+
+class UnknownTopics(SubscriberError):
+    pass
+
+
+class NotSubscribed(SubscriberError):
+    """The token or address names nobody (erased, never existed, or an old link)."""
+
+
+def normalize_email(raw: str) -> str:
+    """Validate syntax (no DNS) and return the normalised address, lower-cased.
+
+    Lower-casing the local part is not RFC-exact, but every mailbox provider people use
+    treats it case-insensitively, and it stops one person subscribing twice.
+    """
+    if not isinstance(raw, str) or not raw.strip():
+        raise InvalidEmail("enter an email address")
+    value = raw.strip()
+    if len(value) > MAX_EMAIL_INPUT:
+        raise InvalidEmail("that email address is too long")
+    if any(ch in value for ch in "\r\n\0"):
+        raise InvalidEmail("an email address cannot contain line breaks")
+    try:
+        info = validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidEmail(f"that is not a valid email address: {exc}") from None
+    return info.normalized.lower()
+
+
+def clean_topics(topics: Iterable[str], known_topics: Collection[str]) -> list[str]:
+    """De-duplicated topic slugs in the order given; unknown slugs are an error naming them."""
+    chosen: list[str] = []
+    for slug in topics:
+        slug = slug.strip()
+        if slug and slug not in chosen:
+            chosen.append(slug)
+    unknown = [s for s in chosen if s not in known_topics]
+    if unknown:
+        shown = ", ".join(repr(s[:64]) for s in unknown[:5])
+        raise UnknownTopics(f"unknown topic {shown}")
+    return chosen
+
+
+def get_by_email(session: Session, email: str) -> Subscriber | None:
+    return session.exec(select(Subscriber).where(Subscriber.email == email)).first()
+
+
+def from_token(session: Session, claims: TokenClaims) -> Subscriber:
+    """The subscriber a verified token names, if the token is still current."""
+    sub = session.get(Subscriber, claims.subscriber_id)
+    if sub is None or sub.token_version != claims.token_version:
+        raise NotSubscribed("this link is no longer valid")
+    return sub
+
+
+def topics_of(session: Session, subscriber: Subscriber) -> list[str]:
+    rows = session.exec(
+        select(SubscriberTopic.topic_slug).where(SubscriberTopic.subscriber_id == subscriber.id)
+    ).all()
+    return sorted(rows)
+
+
+def _set_topics(session: Session, subscriber: Subscriber, topics: list[str]) -> None:
+    session.exec(delete(SubscriberTopic).where(SubscriberTopic.subscriber_id == subscriber.id))  # type: ignore[call-overload]
+    for slug in topics:
+        session.add(SubscriberTopic(subscriber_id=subscriber.id, topic_slug=slug))
+    session.flush()
+
+
+def _record(
+    session: Session,
+    subscriber: Subscriber,
+    action: str,
+    *,
+    client_address: str = "",
+    consent_text_version: str = "",
+    source: str = "",
+) -> None:
+    session.add(
+        ConsentRecord(
+            subscriber_id=subscriber.id,
+            action=action,
+            client_address=client_address[:64],
+            consent_text_version=consent_text_version[:32],
+            source=source[:64],
+        )
+    )
+
+
+def _new_subscriber(email: str, name: str, status: str) -> Subscriber:
+    # A random starting token version: if a database reuses the id of an erased row, links
+    # sent to the erased person still do not match the newcomer.
+    return Subscriber(
+        email=email, name=name[:200], status=status, token_version=secrets.randbelow(2**30) + 1
+    )
+
+
+@dataclass(frozen=True)
+class SubscribeResult:
+    subscriber: Subscriber
+    send_confirmation: bool  # a confirmation email is due and within the daily limit
+    reason: str  # why (for logs and tests, never shown: the page answers the same for all)
+
+
+def claim_confirmation_slot(subscriber: Subscriber, today: str) -> bool:
+    """Count one confirmation email for `today` (UTC date); False once the limit is reached."""
+    if subscriber.confirmations_sent_on != today:
+        subscriber.confirmations_sent_on = today
+        subscriber.confirmations_sent_count = 0
+    if subscriber.confirmations_sent_count >= MAX_CONFIRMATIONS_PER_DAY:
+        return False
+    subscriber.confirmations_sent_count += 1
+    return True
+
+
+def subscribe(
+    session: Session,
+    email: str,
+    topics: Iterable[str],
+    *,
+    known_topics: Collection[str],
+    client_address: str = "",
+    consent_text_version: str = "",
+    source: str = "web",
+    name: str = "",
+    now: datetime | None = None,
+) -> SubscribeResult:
+    """Ask to subscribe (double opt-in). The caller answers the same whatever happened here.
+
+    New and unsubscribed addresses become pending with the chosen topics; pending ones get
+    their topics replaced. Active and paused subscribers keep their topics (a stranger must
+    not change them) but are sent a confirmation, whose link leads to their preferences.
+    Suppressed addresses (bounced, complained) are never mailed.
+    """
+    address = normalize_email(email)
+    chosen = clean_topics(topics, known_topics)
+    today = (now or utcnow()).date().isoformat()
+    sub = session.exec(
+        select(Subscriber).where(Subscriber.email == address).with_for_update()
+    ).first()
+    if sub is None:
+        sub = _new_subscriber(address, name, SubscriberStatus.PENDING)
+        session.add(sub)
+        session.flush()
+        _set_topics(session, sub, chosen)
+        reason = "new"
+    elif sub.status in (SubscriberStatus.PENDING, SubscriberStatus.UNSUBSCRIBED):
+        reason = "resubscribe" if sub.status == SubscriberStatus.UNSUBSCRIBED else "pending"
+        sub.status = SubscriberStatus.PENDING
+        _set_topics(session, sub, chosen)
+    elif sub.status == SubscriberStatus.SUPPRESSED:
+        return SubscribeResult(sub, False, "suppressed")
+    else:
+        reason = "already-subscribed"
+    _record(
+        session,
+        sub,
+        "subscribe",
+        client_address=client_address,
+        consent_text_version=consent_text_version,
+        source=source,
+    )
+    if not claim_confirmation_slot(sub, today):
+        session.flush()
+        return SubscribeResult(sub, False, "rate-limited")
+    session.flush()
+    return SubscribeResult(sub, True, reason)
+
+
+def confirm(
+    session: Session,
+    subscriber: Subscriber,
+    *,
+    client_address: str = "",
+    consent_text_version: str = "",
+    source: str = "web",
+) -> bool:
+    """Activate a pending subscription and record consent; True when it changed anything.
+
+    Confirming twice is harmless (False). An unsubscribed or suppressed person cannot be
+    reactivated by an old confirmation link: they must ask again.
+    """
+    if subscriber.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED):
+        return False
+    if subscriber.status != SubscriberStatus.PENDING:
+        raise NotSubscribed("this confirmation link is no longer valid; please subscribe again")
+    subscriber.status = SubscriberStatus.ACTIVE
+    subscriber.confirmed_at = utcnow()
+    subscriber.unsubscribed_at = None
+    _record(
+        session,
+        subscriber,
+        "confirm",
+        client_address=client_address,
+        consent_text_version=consent_text_version,
+        source=source,
+    )
+    session.flush()
+    return True
+
+
+def add_confirmed(
+    session: Session,
+    email: str,
+    topics: Iterable[str],
+    *,
+    known_topics: Collection[str],
+    consent_text_version: str,
+    source: str,
+    name: str = "",
+) -> Subscriber:
+    """An operator vouches for the person's consent: active at once, with the vouching recorded.
+
+    Suppressed addresses stay suppressed; everybody else ends up active with these topics.
+    """
+    address = normalize_email(email)
+    chosen = clean_topics(topics, known_topics)
+    sub = get_by_email(session, address)
+    if sub is None:
+        sub = _new_subscriber(address, name, SubscriberStatus.ACTIVE)
+        session.add(sub)
+        session.flush()
+    elif sub.status == SubscriberStatus.SUPPRESSED:
+        raise SubscriberError(f"{address} is suppressed ({sub.suppressed_reason or 'bounced'})")
+    if name:
+        sub.name = name[:200]
+    if sub.status != SubscriberStatus.ACTIVE or sub.confirmed_at is None:
+        sub.confirmed_at = sub.confirmed_at or utcnow()
+    sub.status = SubscriberStatus.ACTIVE
+    sub.unsubscribed_at = None
+    _set_topics(session, sub, chosen)
+    _record(session, sub, "vouched", consent_text_version=consent_text_version, source=source)
+    session.flush()
+    return sub
+
+
+def update_topics(
+    session: Session,
+    subscriber: Subscriber,
+    topics: Iterable[str],
+    *,
+    known_topics: Collection[str],
+    client_address: str = "",
+) -> list[str]:
+    chosen = clean_topics(topics, known_topics)
+    _set_topics(session, subscriber, chosen)
+    _record(session, subscriber, "preferences", client_address=client_address, source="web")
+    session.flush()
+    return chosen
+
+
+def pause(session: Session, subscriber: Subscriber) -> bool:
+    """Stop mail but keep preferences; only an active subscription can be paused."""
+    if subscriber.status != SubscriberStatus.ACTIVE:
+        return False
+    subscriber.status = SubscriberStatus.PAUSED
+    _record(session, subscriber, "pause", source="web")
+    session.flush()
+    return True
+
+
+def resume(session: Session, subscriber: Subscriber) -> bool:
+    if subscriber.status != SubscriberStatus.PAUSED:
+        return False
+    subscriber.status = SubscriberStatus.ACTIVE
+    _record(session, subscriber, "resume", source="web")
+    session.flush()
+    return True
+
+
+def unsubscribe(
+    session: Session, subscriber: Subscriber, *, source: str = "web", client_address: str = ""
+) -> bool:
+    """Leave at once; idempotent (False when already out). Suppression is kept as it is."""
+    if subscriber.status in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.SUPPRESSED):
+        return False
+    subscriber.status = SubscriberStatus.UNSUBSCRIBED
+    subscriber.unsubscribed_at = utcnow()
+    _record(session, subscriber, "unsubscribe", client_address=client_address, source=source)
+    session.flush()
+    return True
+
+
+def suppress(session: Session, email: str, reason: str, *, source: str = "webhook") -> bool:
+    """Never mail this address again automatically (bounce, complaint); False if unknown."""
+    try:
+        address = normalize_email(email)
+    except InvalidEmail:
+        return False
+    sub = get_by_email(session, address)
+    if sub is None:
+        return False
+    if sub.status == SubscriberStatus.SUPPRESSED:
+        return False
+    sub.status = SubscriberStatus.SUPPRESSED
+    sub.suppressed_reason = reason[:200]
+    _record(session, sub, "suppress", source=source)
+    session.flush()
+    return True
+
+
+def erase(session: Session, email: str) -> bool:
+    """Delete the person and everything that names them (topics, consent, deliveries)."""
+    address = normalize_email(email)
+    sub = get_by_email(session, address)
+    if sub is None:
+        return False
+    # Bump first so a link that races the delete cannot match a half-erased row.
+    sub.token_version += 1
+    session.flush()
+    session.delete(sub)
+    session.flush()
+    return True
+
+
+def export(session: Session, email: str) -> dict[str, object]:
+    """Everything kept about one person (GDPR Art. 15/20), as JSON-ready data."""
+    address = normalize_email(email)
+    sub = get_by_email(session, address)
+    if sub is None:
+        raise NotSubscribed(f"no subscriber with address {address}")
+    records = session.exec(
+        select(ConsentRecord)
+        .where(ConsentRecord.subscriber_id == sub.id)
+        .order_by(ConsentRecord.at, ConsentRecord.id)
+    ).all()
+
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "email": sub.email,
+        "name": sub.name,
+        "status": sub.status,
+        "topics": topics_of(session, sub),
+        "created_at": iso(sub.created_at),
+        "confirmed_at": iso(sub.confirmed_at),
+        "unsubscribed_at": iso(sub.unsubscribed_at),
+        "suppressed_reason": sub.suppressed_reason,
+        "consent": [
+            {
+                "action": r.action,
+                "at": iso(r.at),
+                "client_address": r.client_address,
+                "consent_text_version": r.consent_text_version,
+                "source": r.source,
+            }
+            for r in records
+        ],
+    }
+
+
+def list_subscribers(session: Session) -> list[tuple[Subscriber, list[str]]]:
+    """Every subscriber with their topics, by address (two queries)."""
+    subs = session.exec(select(Subscriber).order_by(Subscriber.email)).all()
+    topics: dict[int, list[str]] = {}
+    for row in session.exec(select(SubscriberTopic)).all():
+        topics.setdefault(row.subscriber_id, []).append(row.topic_slug)
+    return [(s, sorted(topics.get(s.id or 0, []))) for s in subs]
