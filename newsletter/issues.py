@@ -1,16 +1,21 @@
 """Issues: composing the month's draft and reading what an issue lists.
 
-`load_issue_contents` is the one read path that rendering, previews and the archive use.
+`load_issue_contents` is the one read path that rendering, previews and the archive use;
+`compose_issue` is the one write path that decides which papers an issue lists.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 
+from sqlalchemy import delete, insert
 from sqlmodel import Session, select
 
-from newsletter.models import Issue, IssuePaper, Paper, PaperTopic, Topic
+from newsletter.errors import NewsletterError
+from newsletter.models import Issue, IssuePaper, IssueStatus, Paper, PaperTopic, Topic, utcnow
+from newsletter.topics import GENERAL_TOPIC
 
 
 @dataclass(frozen=True)
@@ -70,4 +75,201 @@ def load_issue_contents(session: Session, issue: Issue) -> IssueContents:
         issue=issue,
         topics=tuple(order[s] for s in sections if s in order),
         entries=tuple(entries),
+    )
+
+
+# --- composing -------------------------------------------------------------------------------
+
+MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_MONTH_NAMES = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+# Statuses whose paper list is final: the issue went (or is going) out, or waits for a person.
+LOCKED_STATUSES = frozenset(
+    {IssueStatus.SENDING, IssueStatus.PAUSED, IssueStatus.SENT, IssueStatus.MISSED}
+)
+COMPOSABLE_STATUSES = frozenset({IssueStatus.DRAFT, IssueStatus.APPROVED})
+LATE_WINDOW_MONTHS = 3
+
+
+class EmptyMonthError(NewsletterError):
+    """The month has no paper to send: an explicit outcome, never a silent empty email."""
+
+
+def parse_month(month: str) -> str:
+    """Check `YYYY-MM`; returns it unchanged or raises `NewsletterError` saying what is wrong."""
+    if not isinstance(month, str) or not MONTH_RE.match(month.strip()):
+        raise NewsletterError(f"month must look like 2026-04 (YYYY-MM), got {month!r}")
+    return month.strip()
+
+
+def month_label(month: str) -> str:
+    """`2026-04` -> `April 2026` (locale-independent)."""
+    m = MONTH_RE.match(parse_month(month))
+    assert m is not None
+    return f"{_MONTH_NAMES[int(m.group(2)) - 1]} {m.group(1)}"
+
+
+def shift_month(month: str, delta: int) -> str:
+    year, number = (int(part) for part in parse_month(month).split("-"))
+    index = year * 12 + (number - 1) + delta
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+@dataclass(frozen=True)
+class ComposeResult:
+    issue: Issue
+    created: bool  # a new draft (False: an existing draft was refreshed or left as it was)
+    changed: bool  # papers, sections or subject differ from before (the revision was bumped)
+    added: int  # papers newly listed by this compose
+    removed: int  # papers no longer listed
+    late: int  # late arrivals listed (published in an earlier month)
+    total: int  # papers listed
+
+
+@dataclass(frozen=True)
+class _Listing:
+    paper_id: int
+    section: str
+    position: int
+    late: bool
+
+
+def _candidates(
+    session: Session, issue_id: int | None, month: str, late_window: int
+) -> list[tuple[Paper, bool]]:
+    """(paper, late) the issue of `month` should list; see `compose_issue` for the rules."""
+    first = shift_month(month, -late_window)
+    locked_ids = select(IssuePaper.paper_id).join(Issue, Issue.id == IssuePaper.issue_id)
+    locked_ids = locked_ids.where(Issue.status.in_(sorted(LOCKED_STATUSES)))
+    if issue_id is not None:
+        locked_ids = locked_ids.where(Issue.id != issue_id)
+    papers = session.exec(
+        select(Paper)
+        .where(Paper.month <= month, Paper.month >= first)
+        .where(Paper.id.not_in(locked_ids))
+    ).all()
+    return [(paper, paper.month < month) for paper in papers]
+
+
+def _sections(session: Session, paper_ids: list[int]) -> dict[int, str]:
+    """Each paper's section: its first topic in taxonomy order (`general` if it has none)."""
+    order = {t.slug: t.position for t in session.exec(select(Topic)).all()}
+    first: dict[int, str] = {}
+    for start in range(0, len(paper_ids), 500):
+        chunk = paper_ids[start : start + 500]
+        for pt in session.exec(select(PaperTopic).where(PaperTopic.paper_id.in_(chunk))).all():
+            current = first.get(pt.paper_id)
+            key = (order.get(pt.topic_slug, len(order)), pt.topic_slug)
+            if current is None or key < (order.get(current, len(order)), current):
+                first[pt.paper_id] = pt.topic_slug
+    return {pid: first.get(pid, GENERAL_TOPIC) for pid in paper_ids}
+
+
+def _plan(session: Session, candidates: list[tuple[Paper, bool]]) -> list[_Listing]:
+    """Sections in taxonomy order; within one, this month's papers first, then late ones,
+    each by publication date and title."""
+    sections = _sections(session, [p.id for p, _ in candidates if p.id is not None])
+    ordered = sorted(
+        candidates, key=lambda pl: (pl[1], pl[0].published, pl[0].normalized_title, pl[0].id)
+    )
+    positions: dict[str, int] = defaultdict(int)
+    listings = []
+    for paper, late in ordered:
+        section = sections[paper.id]  # type: ignore[index]
+        listings.append(_Listing(paper.id, section, positions[section], late))  # type: ignore[arg-type]
+        positions[section] += 1
+    return listings
+
+
+def compose_issue(
+    session: Session, month: str, title: str, *, late_window_months: int = LATE_WINDOW_MONTHS
+) -> ComposeResult:
+    """Create or refresh the draft issue of `month` (flushed; the caller commits).
+
+    The issue lists every paper published in `month`, plus *late arrivals*: papers published
+    in one of the `late_window_months` months before it that no locked issue lists. An issue
+    is locked once it is sending, paused, sent or missed; a paper a locked issue lists is
+    never listed again, so nobody gets it twice. A draft of another month does not hold its
+    papers: the next composed issue takes them as late arrivals, so an abandoned draft never
+    swallows papers. The window keeps the first issue from sweeping in years of back catalogue.
+
+    Each paper's section is its first topic in taxonomy order. Recomposing a draft refreshes
+    it; when anything changed (papers, sections, order, subject) the revision is bumped, so
+    renders cached for the old revision are never reused, and an approved issue goes back to
+    draft. A locked issue is never changed (`NewsletterError`). A month with nothing to list
+    raises `EmptyMonthError` and creates nothing.
+    """
+    month = parse_month(month)
+    subject = f"{title} — {month_label(month)}"
+    issue = session.exec(select(Issue).where(Issue.month == month)).first()
+    if issue is not None and issue.status not in COMPOSABLE_STATUSES:
+        raise NewsletterError(
+            f"issue {month} is {issue.status}; a {issue.status} issue is never changed"
+        )
+    candidates = _candidates(session, issue.id if issue else None, month, late_window_months)
+    if not candidates:
+        first = shift_month(month, -late_window_months)
+        raise EmptyMonthError(
+            f"no papers to send for {month_label(month)}: none published in {month} and no "
+            f"unsent late arrival from {first} on; import papers first "
+            "(`newsletter papers import FILE`)"
+        )
+    plan = _plan(session, candidates)
+    late = sum(1 for entry in plan if entry.late)
+    created = issue is None
+    if issue is None:
+        issue = Issue(month=month, status=IssueStatus.DRAFT, subject=subject, revision=1)
+        session.add(issue)
+        session.flush()
+        before: dict[int, _Listing] = {}
+    else:
+        before = {
+            ip.paper_id: _Listing(ip.paper_id, ip.topic_slug, ip.position, ip.late)
+            for ip in session.exec(select(IssuePaper).where(IssuePaper.issue_id == issue.id))
+        }
+    after = {entry.paper_id: entry for entry in plan}
+    changed = created or before != after or issue.subject != subject
+    if changed:
+        if not created:
+            session.execute(delete(IssuePaper).where(IssuePaper.issue_id == issue.id))
+            issue.revision += 1
+        session.execute(
+            insert(IssuePaper),
+            [
+                {
+                    "issue_id": issue.id,
+                    "paper_id": e.paper_id,
+                    "topic_slug": e.section,
+                    "position": e.position,
+                    "late": e.late,
+                }
+                for e in plan
+            ],
+        )
+        issue.subject = subject
+        issue.status = IssueStatus.DRAFT
+        issue.approved_at = None
+        issue.composed_at = utcnow()
+        session.add(issue)
+        session.flush()
+    return ComposeResult(
+        issue=issue,
+        created=created,
+        changed=changed,
+        added=len(after.keys() - before.keys()),
+        removed=len(before.keys() - after.keys()),
+        late=late,
+        total=len(plan),
     )

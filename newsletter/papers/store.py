@@ -337,3 +337,19 @@ def import_paths(
                 )
         reports.append(report)
     return reports
+
+
+def list_papers(session: Session, month: str | None = None) -> list[tuple[Paper, list[str]]]:
+    """Papers (newest first) with their topics in taxonomy order, optionally of one month."""
+    from newsletter.models import Topic
+
+    query = select(Paper).order_by(Paper.published.desc(), Paper.normalized_title)
+    if month is not None:
+        query = query.where(Paper.month == month)
+    papers = session.exec(query).all()
+    order = {t.slug: t.position for t in session.exec(select(Topic)).all()}
+    topics = _topics_of(session, [p.id for p in papers if p.id is not None])
+    return [
+        (p, sorted(topics.get(p.id, []), key=lambda s: order.get(s, len(order))))  # type: ignore[arg-type]
+        for p in papers
+    ]
