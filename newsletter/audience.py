@@ -190,3 +190,65 @@ def confirm_subscription(
     if changed:
         send_welcome(settings, sub, chosen, catalog)
     return sub, changed
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    imported: int
+    confirmations_sent: int
+
+
+def import_subscribers(
+    engine: Engine, settings: Settings, text: str, *, confirmed: bool
+) -> ImportReport:
+    """Import a CSV all-or-nothing; without `confirmed`, mail each new person a confirmation.
+
+    Raises csv_io.CsvImportError naming row and column; nothing is written then.
+    """
+    from subscribers import csv_io
+
+    with session_scope(engine) as session:
+        catalog = topic_catalog(session)
+        known = {t.slug for t in catalog}
+        rows = csv_io.parse_import(text, known)
+        results = csv_io.import_rows(
+            session,
+            rows,
+            known_topics=known,
+            confirmed=confirmed,
+            consent_text_version=CONSENT_TEXT_VERSION,
+            source="import",
+        )
+        due = [
+            (r.subscriber, lifecycle.topics_of(session, r.subscriber))
+            for r in results
+            if r.send_confirmation
+        ]
+    for sub, topics in due:
+        send_confirmation(settings, sub, topics, catalog)
+    return ImportReport(imported=len(results), confirmations_sent=len(due))
+
+
+def add_subscriber(
+    engine: Engine,
+    settings: Settings,
+    email: str,
+    topics: Iterable[str],
+    *,
+    confirmed: bool,
+    name: str = "",
+) -> lifecycle.SubscribeResult:
+    """The operator adds one person: vouched for (`confirmed`) or through double opt-in."""
+    if not confirmed:
+        return request_subscription(engine, settings, email, topics, source="cli", name=name)
+    with session_scope(engine) as session:
+        sub = lifecycle.add_confirmed(
+            session,
+            email,
+            topics,
+            known_topics={t.slug for t in topic_catalog(session)},
+            consent_text_version=CONSENT_TEXT_VERSION,
+            source="cli",
+            name=name,
+        )
+    return lifecycle.SubscribeResult(sub, False, "vouched")
