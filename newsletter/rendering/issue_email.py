@@ -1,7 +1,7 @@
 """The monthly issue email: rendered once per variant, cached, placeholders left in.
 
 Flow step 5 of DESIGN.md: Jinja2 (autoescape) builds the MJML for a variant, mjml-python
-compiles it once, and the result is cached under (issue id, revision, variant, template
+compiles it once, and the result is cached under (issue id and revision, variant, template
 version, the settings that appear in the body). Per-recipient values are placeholders
 (`__NL_UNSUBSCRIBE_URL__` …) filled later by `personalize` or by the provider.
 """
@@ -192,7 +192,10 @@ def _cache_key(issue: Issue, variant: str, settings: Settings) -> tuple[object, 
         settings.postal_address,
         settings.paper_search_url,
     )
-    return (issue.id, issue.revision, variant, TEMPLATE_VERSION, body_settings)
+    # Creation and compose times tell apart equal ids from different databases (tests, a
+    # restored backup) and a recompose that forgot to bump the revision.
+    identity = (issue.id, issue.month, issue.created_at, issue.composed_at, issue.revision)
+    return (*identity, variant, TEMPLATE_VERSION, body_settings)
 
 
 def render_issue_variant(
