@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import typer
 
 app = typer.Typer(help="Compose, preview, send and inspect a monthly issue.", no_args_is_help=True)
@@ -40,3 +43,40 @@ def compose(month: str = typer.Argument(..., metavar="YYYY-MM")) -> None:
         )
     console.print(what, markup=False)
     console.print(f"Subject: {issue.subject}", markup=False)
+
+
+@app.command()
+def preview(
+    month: str = typer.Argument(..., metavar="YYYY-MM"),
+    topics: str = typer.Option("", "--topics", help="Topic slugs, comma-separated (none: all)."),
+    text: bool = typer.Option(False, "--text", help="The plain-text part instead of the HTML."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Write to FILE."),
+    open_: bool = typer.Option(False, "--open", help="Open it in a browser."),
+) -> None:
+    """Show the email exactly as a subscriber with those topics receives it (sample links)."""
+    from newsletter.cli.common import console, engine, fail, settings
+    from newsletter.db import session_scope
+    from newsletter.errors import NewsletterError
+    from newsletter.rendering.preview import parse_topics_option, render_preview
+
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
+        fail(f"month must look like 2026-05 (got {month!r})", code=2)
+    try:
+        with session_scope(engine()) as session:
+            result = render_preview(session, month, parse_topics_option(topics), settings())
+    except NewsletterError as exc:
+        fail(str(exc))
+    body = result.email.text if text else result.email.html
+    if open_ and output is None:
+        suffix = f"-{result.variant.replace(',', '+')}" if result.variant else ""
+        output = settings().var_dir / "previews" / f"{month}{suffix}.{'txt' if text else 'html'}"
+    if output is None:
+        typer.echo(body, nl=False)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(body, encoding="utf-8")
+    console.print(f"Wrote {output} (subject: {result.email.subject})")
+    if open_:
+        import webbrowser
+
+        webbrowser.open(output.resolve().as_uri())
