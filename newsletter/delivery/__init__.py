@@ -1,0 +1,34 @@
+"""The delivery engine: plan one delivery per subscriber, claim batches of one variant,
+send each in one request, record every outcome durably. See DESIGN.md flow steps 4-6."""
+
+from newsletter.delivery.claim import new_worker_id
+from newsletter.delivery.engine import (
+    SendProgress,
+    SendReport,
+    drain,
+    finish_if_done,
+    send_issue,
+    send_test_copy,
+)
+from newsletter.delivery.pacing import RateLimiter, RetryPolicy
+from newsletter.delivery.plan import PlanReport, begin_sending, plan_deliveries, preview_plan
+from newsletter.delivery.status import DeliveryProblem, StatusReport, issue_status
+
+__all__ = [
+    "DeliveryProblem",
+    "PlanReport",
+    "RateLimiter",
+    "RetryPolicy",
+    "SendProgress",
+    "SendReport",
+    "StatusReport",
+    "begin_sending",
+    "drain",
+    "finish_if_done",
+    "issue_status",
+    "new_worker_id",
+    "plan_deliveries",
+    "preview_plan",
+    "send_issue",
+    "send_test_copy",
+]

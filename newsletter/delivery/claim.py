@@ -1,0 +1,313 @@
+"""The engine's few storage operations: claim a batch, record its outcome, recover leases.
+
+A claim is a lease (`claimed_by`, `lease_until`) taken in one statement: PostgreSQL skips
+rows other workers hold (`FOR UPDATE SKIP LOCKED`); SQLite serialises writers with
+`BEGIN IMMEDIATE`. Rows are claimed only just before their request goes out and released in
+the transaction that records the outcome, so a claimed row whose owner died may have been
+sent: it becomes `unknown`, never pending again by itself.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import bindparam, func, literal, or_, select, update
+from sqlalchemy.engine import Engine
+
+from newsletter.db import session_scope
+from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus
+from subscribers.models import Subscriber, SubscriberStatus, utcnow
+
+LEASE_SECONDS = 600.0
+_D = Delivery.__table__  # type: ignore[attr-defined]
+PENDING = str(DeliveryStatus.PENDING)
+CLAIMED = str(DeliveryStatus.CLAIMED)
+FINAL = (
+    str(DeliveryStatus.SENT),
+    str(DeliveryStatus.FAILED),
+    str(DeliveryStatus.SKIPPED),
+    str(DeliveryStatus.UNKNOWN),
+)
+
+
+def new_worker_id() -> str:
+    """host:pid:random — lets a later run on the same host see that a holder has died."""
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+def _holder_is_dead(claimed_by: str) -> bool:
+    """True when the lease holder was a process on this host that no longer runs."""
+    host, _, rest = claimed_by.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname()[:60] or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:  # a zombie has stopped for good, it just has not been reaped
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    id: int
+    attempts: int
+    subscriber: Subscriber  # detached copy, read in the claiming transaction
+
+
+@dataclass(frozen=True)
+class ClaimedBatch:
+    issue_id: int
+    variant: str
+    deliveries: list[ClaimedDelivery]
+    skipped: int  # claimed rows whose subscriber had left: marked skipped, not sent
+
+
+def claim_batch(
+    engine: Engine,
+    issue_id: int,
+    worker_id: str,
+    limit: int,
+    *,
+    lease_seconds: float = LEASE_SECONDS,
+) -> ClaimedBatch | None:
+    """Lease up to `limit` pending deliveries of one variant; None when none is ready.
+
+    In the same transaction, recipients who are no longer active are marked `skipped`:
+    an unsubscribe that arrives mid-send is honoured for every batch not yet claimed.
+    """
+    now = utcnow()
+    with session_scope(engine) as session:
+        status = session.execute(select(Issue.status).where(Issue.id == issue_id)).scalar()
+        if status != str(IssueStatus.SENDING):
+            return None
+        ready = (
+            _D.c.issue_id == issue_id,
+            _D.c.status == PENDING,
+            or_(_D.c.lease_until.is_(None), _D.c.lease_until <= now),
+        )
+        variant = session.execute(select(_D.c.variant).where(*ready).limit(1)).scalar()
+        if variant is None:
+            return None
+        pick = select(_D.c.id).where(*ready, _D.c.variant == variant).limit(limit)
+        if engine.dialect.name == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
+        ids = (
+            session.execute(
+                update(_D)
+                .where(_D.c.id.in_(pick.scalar_subquery()))
+                .values(
+                    status=CLAIMED,
+                    claimed_by=worker_id,
+                    lease_until=now + timedelta(seconds=lease_seconds),
+                    updated_at=now,
+                )
+                .returning(_D.c.id)
+            )
+            .scalars()
+            .all()
+        )
+        if not ids:
+            return None
+        rows = session.execute(
+            select(_D.c.id, _D.c.attempts, Subscriber)
+            .join(Subscriber, Subscriber.id == _D.c.subscriber_id)
+            .where(_D.c.id.in_(ids))
+            .order_by(_D.c.id)
+        ).all()
+        active, gone = [], []
+        for delivery_id, attempts, subscriber in rows:
+            if subscriber.status == str(SubscriberStatus.ACTIVE):
+                active.append(ClaimedDelivery(delivery_id, attempts, subscriber))
+            else:
+                gone.append({"b_id": delivery_id, "b_error": f"subscriber {subscriber.status}"})
+        if gone:
+            session.execute(
+                update(_D)
+                .where(_D.c.id == bindparam("b_id"))
+                .values(
+                    status=str(DeliveryStatus.SKIPPED),
+                    error=bindparam("b_error"),
+                    claimed_by="",
+                    lease_until=None,
+                    updated_at=now,
+                ),
+                gone,
+            )
+        session.expunge_all()
+    return ClaimedBatch(issue_id, variant, active, len(gone))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    delivery_id: int
+    status: str  # a DeliveryStatus value
+    message_id: str = ""
+    error: str = ""
+    not_before: datetime | None = None  # for a retry: do not claim again before this
+
+
+def record_outcomes(engine: Engine, worker_id: str, outcomes: Sequence[Outcome]) -> None:
+    """Store each delivery's outcome and release its lease, in one transaction.
+
+    Only rows this worker still holds (or that were declared unknown after its lease ran
+    out) are written, so a late answer can still turn an `unknown` into the truth.
+    """
+    if not outcomes:
+        return
+    now = utcnow()
+    params = [
+        {
+            "b_id": o.delivery_id,
+            "b_status": o.status,
+            "b_message_id": o.message_id[:200],
+            "b_error": o.error[:2000],
+            "b_lease": o.not_before,
+            "b_sent_at": now if o.status == str(DeliveryStatus.SENT) else None,
+        }
+        for o in outcomes
+    ]
+    with session_scope(engine) as session:
+        session.execute(
+            update(_D)
+            .where(
+                _D.c.id == bindparam("b_id"),
+                _D.c.claimed_by == worker_id,
+                or_(_D.c.status == CLAIMED, _D.c.status == str(DeliveryStatus.UNKNOWN)),
+            )
+            .values(
+                status=bindparam("b_status"),
+                provider_message_id=bindparam("b_message_id"),
+                error=bindparam("b_error"),
+                lease_until=bindparam("b_lease"),
+                sent_at=bindparam("b_sent_at"),
+                attempts=_D.c.attempts + 1,
+                claimed_by="",
+                updated_at=now,
+            ),
+            params,
+        )
+
+
+def release(engine: Engine, worker_id: str, delivery_ids: Iterable[int]) -> None:
+    """Give back claimed rows whose request never went out (stop, transport unavailable)."""
+    ids = list(delivery_ids)
+    if not ids:
+        return
+    with session_scope(engine) as session:
+        session.execute(
+            update(_D)
+            .where(_D.c.id.in_(ids), _D.c.claimed_by == worker_id, _D.c.status == CLAIMED)
+            .values(status=PENDING, claimed_by="", lease_until=None, updated_at=utcnow())
+        )
+
+
+def recover_abandoned(engine: Engine, issue_id: int) -> int:
+    """Declare `unknown` the claims of dead workers: expired leases, or a holder process on
+    this host that no longer runs. Their request may have gone out, so they are not resent."""
+    now = utcnow()
+    with session_scope(engine) as session:
+        holders = (
+            session.execute(
+                select(_D.c.claimed_by)
+                .where(_D.c.issue_id == issue_id, _D.c.status == CLAIMED)
+                .distinct()
+            )
+            .scalars()
+            .all()
+        )
+        dead = [h for h in holders if _holder_is_dead(h)]
+        who = _D.c.lease_until < now
+        if dead:
+            who = or_(who, _D.c.claimed_by.in_(dead))
+        result = session.execute(
+            update(_D)
+            .where(_D.c.issue_id == issue_id, _D.c.status == CLAIMED, who)
+            .values(
+                status=str(DeliveryStatus.UNKNOWN),
+                error=literal("sender ")
+                + _D.c.claimed_by
+                + literal(
+                    " stopped while this batch was in flight; it may or may not have been "
+                    "sent (resend with `newsletter issue send --resend-unknown`)"
+                ),
+                lease_until=None,
+                updated_at=now,
+            )
+        )
+        return result.rowcount or 0
+
+
+def delivery_counts(engine: Engine, issue_id: int) -> Counter[str]:
+    with session_scope(engine) as session:
+        rows = session.execute(
+            select(_D.c.status, func.count()).where(_D.c.issue_id == issue_id).group_by(_D.c.status)
+        ).all()
+    return Counter({status: count for status, count in rows})
+
+
+@dataclass(frozen=True)
+class Backlog:
+    ready: int  # pending and claimable now
+    later: datetime | None  # earliest time a pending row in back-off becomes claimable
+    claimed_by_me: int
+    claimed_by_others: int
+    issue_status: str
+
+
+def backlog(engine: Engine, issue_id: int, worker_id: str) -> Backlog:
+    """What is left of an issue, as seen from one worker: decides whether to wait or stop."""
+    now = utcnow()
+    with session_scope(engine) as session:
+        status = session.execute(select(Issue.status).where(Issue.id == issue_id)).scalar() or ""
+        pending_ready = session.execute(
+            select(func.count()).where(
+                _D.c.issue_id == issue_id,
+                _D.c.status == PENDING,
+                or_(_D.c.lease_until.is_(None), _D.c.lease_until <= now),
+            )
+        ).scalar_one()
+        later = session.execute(
+            select(func.min(_D.c.lease_until)).where(
+                _D.c.issue_id == issue_id, _D.c.status == PENDING, _D.c.lease_until > now
+            )
+        ).scalar()
+        claimed = session.execute(
+            select(_D.c.claimed_by == worker_id, func.count())
+            .where(_D.c.issue_id == issue_id, _D.c.status == CLAIMED)
+            .group_by(_D.c.claimed_by == worker_id)
+        ).all()
+    mine = sum(n for is_mine, n in claimed if is_mine)
+    others = sum(n for is_mine, n in claimed if not is_mine)
+    if later is not None and later.tzinfo is None:  # SQLite hands back naive UTC
+        later = later.replace(tzinfo=UTC)
+    return Backlog(pending_ready, later, mine, others, status)
+
+
+def reopen_unknown(engine: Engine, issue_id: int) -> int:
+    """An operator's `--resend-unknown`: unknown deliveries go back to pending."""
+    with session_scope(engine) as session:
+        result = session.execute(
+            update(_D)
+            .where(_D.c.issue_id == issue_id, _D.c.status == str(DeliveryStatus.UNKNOWN))
+            .values(
+                status=PENDING,
+                claimed_by="",
+                lease_until=None,
+                error="resent on request after an unknown outcome",
+                updated_at=utcnow(),
+            )
+        )
+        return result.rowcount or 0

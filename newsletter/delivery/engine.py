@@ -1,0 +1,618 @@
+"""Sending an issue: claim a batch of one variant, send it in one request, record, repeat.
+
+`send_issue` is what `newsletter issue send` does; `drain` is one pass of `newsletter
+worker`. Both run the same loop (`IssueRun`) on `send_concurrency` threads sharing one rate
+limiter. The transport sees one rendered body per batch; per-recipient links travel as
+substitutions. Outcomes: sent and failed are final; a refusal for now (429, 5xx) goes back
+to pending with a not-before time; an unknown outcome is recorded and never resent unless
+an operator asks (`--resend-unknown`).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from newsletter.db import session_scope
+from newsletter.delivery import claim as store
+from newsletter.delivery.pacing import RateLimiter, RetryPolicy
+from newsletter.delivery.plan import (
+    PLANNING_REASON,
+    PlanReport,
+    begin_sending,
+    plan_deliveries,
+    preview_plan,
+)
+from newsletter.errors import NewsletterError
+from newsletter.issues import load_issue_contents
+from newsletter.models import DeliveryStatus, Issue, IssueStatus
+from newsletter.rendering import (
+    EVERYTHING,
+    RenderedEmail,
+    list_headers,
+    preview_substitutions,
+    recipient_headers,
+    recipient_substitutions,
+    render_issue_variant,
+)
+from newsletter.settings import Settings
+from newsletter.transports import get_transport
+from newsletter.transports.base import (
+    Batch,
+    Outcome,
+    Recipient,
+    RecipientResult,
+    Transport,
+    TransportUnavailable,
+    placeholder,
+)
+from subscribers.models import utcnow
+
+log = logging.getLogger(__name__)
+
+_STATUS_OF = {
+    Outcome.SENT: str(DeliveryStatus.SENT),
+    Outcome.FAILED: str(DeliveryStatus.FAILED),
+    Outcome.UNKNOWN: str(DeliveryStatus.UNKNOWN),
+    Outcome.RETRY: str(DeliveryStatus.PENDING),
+}
+
+
+@dataclass(frozen=True)
+class SendProgress:
+    total: int
+    sent: int
+    failed: int
+    skipped: int
+    unknown: int
+
+    @property
+    def done(self) -> int:
+        return self.sent + self.failed + self.skipped + self.unknown
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.total - self.done)
+
+
+ProgressCallback = Callable[[SendProgress], None]
+
+
+@dataclass
+class RunTotals:
+    """What one run did (this process only)."""
+
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    unknown: int = 0
+    retried: int = 0  # recipients put back for a later retry
+    requests: int = 0  # batches handed to the transport
+    paused_reason: str = ""
+
+    @property
+    def processed(self) -> int:
+        return self.sent + self.failed + self.skipped + self.unknown
+
+
+@dataclass(frozen=True)
+class SendReport:
+    month: str
+    issue_status: str
+    status_reason: str = ""
+    plan: PlanReport | None = None
+    run: RunTotals = field(default_factory=RunTotals)
+    totals: dict[str, int] = field(default_factory=dict)  # every delivery, by status
+    recovered_unknown: int = 0  # claims of a dead sender declared unknown by this run
+    reopened_unknown: int = 0  # unknown deliveries sent again on request
+    already_sent: bool = False
+    dry_run: bool = False
+    stopped: bool = False  # interrupted; run again to finish
+    elapsed: float = 0.0
+
+    @property
+    def paused(self) -> bool:
+        return self.issue_status == str(IssueStatus.PAUSED)
+
+
+def _find_issue(session: Session, month: str) -> Issue:
+    issue = session.execute(select(Issue).where(Issue.month == month)).scalar()
+    if issue is None:
+        raise NewsletterError(
+            f"there is no issue for {month}: run `newsletter issue compose {month}` first"
+        )
+    return issue
+
+
+def _require_postal_address(settings: Settings) -> None:
+    if not settings.postal_address.strip():
+        raise NewsletterError(
+            "NEWSLETTER_POSTAL_ADDRESS is not set: bulk mail must show a postal address "
+            "(CAN-SPAM); set it and send again"
+        )
+
+
+class IssueRun:
+    """One process's share of sending one issue, on `settings.send_concurrency` threads."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        issue: Issue,
+        *,
+        worker_id: str,
+        transport: Transport,
+        stop: threading.Event,
+        limiter: RateLimiter,
+        policy: RetryPolicy,
+        progress: ProgressCallback | None = None,
+        wait_for_others: bool = False,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.issue = issue
+        self.worker_id = worker_id
+        self.transport = transport
+        self.stop = stop
+        self.limiter = limiter
+        self.policy = policy
+        self.progress = progress
+        self.wait_for_others = wait_for_others
+        self.totals = RunTotals()
+        self.halt = threading.Event()  # paused or failed: every thread of this run stops
+        self._lock = threading.Lock()
+        self._renders: dict[str, RenderedEmail] = {}
+        self._render_lock = threading.Lock()
+        self._consecutive_failures = 0
+        self._counts: Counter[str] = Counter()
+        self._total = 0
+        self._errors: list[BaseException] = []
+        self._shared_headers = list_headers(settings)
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self) -> RunTotals:
+        counts = store.delivery_counts(self.engine, self.issue.id)  # type: ignore[arg-type]
+        self._total = sum(counts.values())
+        self._counts = counts
+        self._report()
+        threads = [
+            threading.Thread(target=self._worker, name=f"send-{i}", daemon=True)
+            for i in range(self.settings.send_concurrency)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if self._errors:
+            raise self._errors[0]
+        return self.totals
+
+    def _worker(self) -> None:
+        try:
+            while not (self.stop.is_set() or self.halt.is_set()):
+                if not self._one_batch():
+                    break
+        except BaseException as exc:  # surfaced by run(); siblings stop too
+            self.halt.set()
+            with self._lock:
+                self._errors.append(exc)
+
+    def _one_batch(self) -> bool:
+        """Claim and send one batch; False when there is nothing more for this thread."""
+        size = self.settings.batch_size
+        self.limiter.acquire(size, self.stop)
+        if self.stop.is_set() or self.halt.is_set():
+            self.limiter.refund(size)
+            return False
+        batch = store.claim_batch(self.engine, self.issue.id, self.worker_id, size)  # type: ignore[arg-type]
+        if batch is None:
+            self.limiter.refund(size)
+            return self._wait_for_work()
+        self.limiter.refund(size - len(batch.deliveries))
+        if batch.skipped:
+            self._count({str(DeliveryStatus.SKIPPED): batch.skipped})
+            with self._lock:
+                self.totals.skipped += batch.skipped
+        if batch.deliveries:
+            self._send(batch)
+        return True
+
+    def _wait_for_work(self) -> bool:
+        """Nothing claimable now: wait for back-offs and in-flight batches, or finish."""
+        left = store.backlog(self.engine, self.issue.id, self.worker_id)  # type: ignore[arg-type]
+        if left.issue_status != str(IssueStatus.SENDING):
+            return False
+        if left.ready:
+            return True
+        waits = left.later is not None or left.claimed_by_me > 0
+        if self.wait_for_others and left.claimed_by_others:
+            store.recover_abandoned(self.engine, self.issue.id)  # type: ignore[arg-type]
+            waits = True
+        if not waits:
+            return False
+        pause = 0.2
+        if left.later is not None:
+            pause = max(0.01, min(1.0, (left.later - utcnow()).total_seconds()))
+        self.stop.wait(pause)
+        return True
+
+    # -- one batch -----------------------------------------------------------------------
+    def _rendered(self, variant: str) -> RenderedEmail:
+        with self._render_lock:  # compile each variant once, even with many threads
+            hit = self._renders.get(variant)
+            if hit is None:
+                with session_scope(self.engine) as session:
+                    hit = render_issue_variant(session, self.issue, variant, self.settings)
+                self._renders[variant] = hit
+            return hit
+
+    def _send(self, batch: store.ClaimedBatch) -> None:
+        rendered = self._rendered(batch.variant)
+        recipients = [
+            Recipient(
+                email=d.subscriber.email,
+                substitutions=recipient_substitutions(
+                    self.settings, d.subscriber, self.issue, batch.variant
+                ),
+                headers=recipient_headers(self.settings, d.subscriber),
+                delivery_id=d.id,
+            )
+            for d in batch.deliveries
+        ]
+        message = Batch(
+            subject=rendered.subject,
+            html=rendered.html,
+            text=rendered.text,
+            recipients=recipients,
+            from_addr=self.settings.from_,
+            headers=self._shared_headers,
+            categories=(self.issue.month,),
+        )
+        ids = [d.id for d in batch.deliveries]
+        with self._lock:
+            self.totals.requests += 1
+        try:
+            results = self.transport.send_batch(message)
+        except TransportUnavailable as exc:
+            store.release(self.engine, self.worker_id, ids)
+            self._pause(str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - a transport bug: outcome unknown, never resend
+            log.exception("transport %s raised", self.transport.name)
+            results = [
+                RecipientResult(r.email, Outcome.UNKNOWN, error=f"transport error: {exc!r}")
+                for r in recipients
+            ]
+        self._record(batch, results)
+
+    def _record(self, batch: store.ClaimedBatch, results: list[RecipientResult]) -> None:
+        by_id = {r.delivery_id: r for r in results if r.delivery_id is not None}
+        outcomes: list[store.Outcome] = []
+        tally: Counter[str] = Counter()
+        retry_after: float | None = None
+        last_error = ""
+        for d, fallback in zip(batch.deliveries, results, strict=False):
+            r = by_id.get(d.id, fallback)
+            status = _STATUS_OF[r.outcome]
+            not_before = None
+            if r.outcome is Outcome.RETRY:
+                delay = self.policy.delay(d.attempts + 1, r.retry_after)
+                not_before = utcnow() + timedelta(seconds=delay)
+                if r.retry_after is not None:
+                    retry_after = max(retry_after or 0.0, r.retry_after)
+            if r.error:
+                last_error = r.error
+            outcomes.append(store.Outcome(d.id, status, r.message_id, r.error, not_before))
+            tally[r.outcome] += 1
+        for d in batch.deliveries[len(results) :]:  # a transport that answered short
+            outcomes.append(
+                store.Outcome(d.id, str(DeliveryStatus.UNKNOWN), error="no result from transport")
+            )
+            tally[Outcome.UNKNOWN] += 1
+        store.record_outcomes(self.engine, self.worker_id, outcomes)
+        if retry_after:
+            self.limiter.hold(retry_after)
+        with self._lock:
+            t = self.totals
+            t.sent += tally[Outcome.SENT]
+            t.failed += tally[Outcome.FAILED]
+            t.unknown += tally[Outcome.UNKNOWN]
+            t.retried += tally[Outcome.RETRY]
+            if tally[Outcome.SENT]:
+                self._consecutive_failures = 0
+            elif tally[Outcome.RETRY]:
+                self._consecutive_failures += 1
+            failures = self._consecutive_failures
+            attempted = t.sent + t.failed + t.unknown
+            failed = t.failed
+        self._count(
+            {
+                str(DeliveryStatus.SENT): tally[Outcome.SENT],
+                str(DeliveryStatus.FAILED): tally[Outcome.FAILED],
+                str(DeliveryStatus.UNKNOWN): tally[Outcome.UNKNOWN],
+            }
+        )
+        p = self.policy
+        if failures >= p.max_consecutive_failures:
+            self._pause(
+                f"the provider refused {failures} requests in a row (last: {last_error}); "
+                "resume with `newsletter issue send` once it recovers"
+            )
+        elif failed >= p.min_failed_to_pause and failed > p.max_failed_fraction * attempted:
+            self._pause(
+                f"{failed} of {attempted} recipients refused (last: {last_error}); see "
+                "`newsletter issue status`, then resume with `newsletter issue send`"
+            )
+
+    def _pause(self, reason: str) -> None:
+        with session_scope(self.engine) as session:
+            session.execute(
+                update(Issue)
+                .where(Issue.id == self.issue.id, Issue.status == str(IssueStatus.SENDING))
+                .values(status=str(IssueStatus.PAUSED), status_reason=reason[:2000])
+                .execution_options(synchronize_session=False)
+            )
+        with self._lock:
+            self.totals.paused_reason = self.totals.paused_reason or reason
+        self.halt.set()
+
+    def _count(self, delta: dict[str, int]) -> None:
+        with self._lock:
+            self._counts.update(delta)
+            self._counts[store.PENDING] -= sum(delta.values())
+        self._report()
+
+    def _report(self) -> None:
+        if self.progress is None:
+            return
+        with self._lock:
+            c = self._counts
+            snapshot = SendProgress(
+                total=self._total,
+                sent=c[str(DeliveryStatus.SENT)],
+                failed=c[str(DeliveryStatus.FAILED)],
+                skipped=c[str(DeliveryStatus.SKIPPED)],
+                unknown=c[str(DeliveryStatus.UNKNOWN)],
+            )
+            self.progress(snapshot)
+
+
+def finish_if_done(engine: Engine, issue_id: int) -> bool:
+    """Mark the issue `sent` once every delivery is final; True if this call did it."""
+    with session_scope(engine) as session:
+        counts = Counter(
+            dict(
+                session.execute(
+                    select(store._D.c.status, func.count())
+                    .where(store._D.c.issue_id == issue_id)
+                    .group_by(store._D.c.status)
+                ).all()
+            )
+        )
+        if counts[store.PENDING] or counts[store.CLAIMED]:
+            return False
+        notes = [
+            f"{counts[s]} {s}"
+            for s in (str(DeliveryStatus.FAILED), str(DeliveryStatus.UNKNOWN))
+            if counts[s]
+        ]
+        reason = ("; ".join(notes) + " (see `newsletter issue status`)") if notes else ""
+        result = session.execute(
+            update(Issue)
+            .where(
+                Issue.id == issue_id,
+                Issue.status == str(IssueStatus.SENDING),
+                Issue.status_reason != PLANNING_REASON,
+            )
+            .values(status=str(IssueStatus.SENT), status_reason=reason, sent_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1
+
+
+def send_issue(
+    engine: Engine,
+    settings: Settings,
+    month: str,
+    *,
+    dry_run: bool = False,
+    resend_unknown: bool = False,
+    progress: ProgressCallback | None = None,
+    stop: threading.Event | None = None,
+    transport: Transport | None = None,
+    policy: RetryPolicy | None = None,
+) -> SendReport:
+    """Plan and deliver the month's issue until nothing is left; safe to run again.
+
+    A second run finishes what a crash or a pause left; an issue already sent sends nothing.
+    """
+    _require_postal_address(settings)
+    started = time.monotonic()
+    stop = stop or threading.Event()
+    with session_scope(engine) as session:
+        issue = _find_issue(session, month)
+        if issue.status == str(IssueStatus.SENT) and not resend_unknown:
+            return SendReport(
+                month,
+                issue.status,
+                issue.status_reason,
+                totals=dict(store.delivery_counts(engine, issue.id)),  # type: ignore[arg-type]
+                already_sent=True,
+            )
+        if issue.status in (IssueStatus.DRAFT, IssueStatus.APPROVED) and not (
+            load_issue_contents(session, issue).entries
+        ):
+            raise NewsletterError(
+                f"issue {month} lists no papers: import papers for {month} and run "
+                f"`newsletter issue compose {month}` first"
+            )
+        if dry_run:
+            plan = preview_plan(session, issue)
+            for variant in plan.variants:
+                render_issue_variant(session, issue, variant, settings)
+            return SendReport(month, issue.status, issue.status_reason, plan=plan, dry_run=True)
+        reopened = 0
+        if resend_unknown:
+            reopened = store.reopen_unknown(engine, issue.id)  # type: ignore[arg-type]
+            if issue.status == str(IssueStatus.SENT) and reopened:
+                session.execute(
+                    update(Issue)
+                    .where(Issue.id == issue.id, Issue.status == str(IssueStatus.SENT))
+                    .values(status=str(IssueStatus.SENDING), status_reason="")
+                    .execution_options(synchronize_session=False)
+                )
+                session.commit()
+        begin_sending(session, issue, resume=True)
+        if issue.status != str(IssueStatus.SENDING):
+            return SendReport(
+                month,
+                issue.status,
+                issue.status_reason,
+                totals=dict(store.delivery_counts(engine, issue.id)),  # type: ignore[arg-type]
+                already_sent=issue.status == str(IssueStatus.SENT),
+                reopened_unknown=reopened,
+            )
+        plan = plan_deliveries(session, issue, settings)
+    recovered = store.recover_abandoned(engine, issue.id)  # type: ignore[arg-type]
+    own_transport = transport is None
+    transport = transport or get_transport(settings)
+    try:
+        run = IssueRun(
+            engine,
+            settings,
+            issue,
+            worker_id=store.new_worker_id(),
+            transport=transport,
+            stop=stop,
+            limiter=RateLimiter(settings.send_rate),
+            policy=policy or RetryPolicy(),
+            progress=progress,
+            wait_for_others=True,
+        ).run()
+    finally:
+        if own_transport:
+            transport.close()
+    finish_if_done(engine, issue.id)  # type: ignore[arg-type]
+    with session_scope(engine) as session:
+        issue = session.get(Issue, issue.id)
+        assert issue is not None
+        status, reason = issue.status, issue.status_reason
+    return SendReport(
+        month,
+        status,
+        reason,
+        plan=plan,
+        run=run,
+        totals=dict(store.delivery_counts(engine, issue.id)),  # type: ignore[arg-type]
+        recovered_unknown=recovered,
+        reopened_unknown=reopened,
+        stopped=stop.is_set() and status == str(IssueStatus.SENDING),
+        elapsed=time.monotonic() - started,
+    )
+
+
+def drain(
+    engine: Engine,
+    settings: Settings,
+    *,
+    worker_id: str,
+    stop: threading.Event,
+    transport: Transport | None = None,
+    policy: RetryPolicy | None = None,
+) -> int:
+    """One pass over every issue that is `sending`; returns deliveries processed."""
+    _require_postal_address(settings)
+    with session_scope(engine) as session:
+        issues = (
+            session.execute(
+                select(Issue).where(Issue.status == str(IssueStatus.SENDING)).order_by(Issue.id)
+            )
+            .scalars()
+            .all()
+        )
+        session.expunge_all()
+    if not issues:
+        return 0
+    own_transport = transport is None
+    transport = transport or get_transport(settings)
+    limiter = RateLimiter(settings.send_rate)
+    processed = 0
+    try:
+        for issue in issues:
+            if stop.is_set():
+                break
+            store.recover_abandoned(engine, issue.id)  # type: ignore[arg-type]
+            totals = IssueRun(
+                engine,
+                settings,
+                issue,
+                worker_id=worker_id,
+                transport=transport,
+                stop=stop,
+                limiter=limiter,
+                policy=policy or RetryPolicy(),
+            ).run()
+            processed += totals.processed
+            finish_if_done(engine, issue.id)  # type: ignore[arg-type]
+    finally:
+        if own_transport:
+            transport.close()
+    return processed
+
+
+def send_test_copy(
+    engine: Engine,
+    settings: Settings,
+    month: str,
+    email: str,
+    transport: Transport | None = None,
+) -> RecipientResult:
+    """One copy of the full issue to `email`, subject marked "[TEST]"; no Delivery row.
+
+    Its links are the preview's (clearly fake tokens): a test copy unsubscribes nobody.
+    """
+    try:
+        email = validate_email(email, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise NewsletterError(f"--test {email!r}: not a valid email address ({exc})") from None
+    with session_scope(engine) as session:
+        issue = _find_issue(session, month)
+        if not load_issue_contents(session, issue).entries:
+            raise NewsletterError(f"issue {month} lists no papers: nothing to send a test of")
+        rendered = render_issue_variant(session, issue, EVERYTHING, settings)
+    substitutions = preview_substitutions(settings, issue, EVERYTHING)
+    substitutions[placeholder("email")] = html.escape(email, quote=True)
+    batch = Batch(
+        subject=f"[TEST] {rendered.subject}",
+        html=rendered.html,
+        text=rendered.text,
+        recipients=[Recipient(email=email, substitutions=substitutions)],
+        from_addr=settings.from_,
+        headers={**list_headers(settings), "X-Newsletter-Test": "yes"},
+        categories=(issue.month, "test"),
+    )
+    own_transport = transport is None
+    transport = transport or get_transport(settings)
+    try:
+        try:
+            result = transport.send_batch(batch)[0]
+        except TransportUnavailable as exc:
+            raise NewsletterError(f"test copy not sent: {exc}") from None
+    finally:
+        if own_transport:
+            transport.close()
+    if result.outcome is not Outcome.SENT:
+        raise NewsletterError(f"test copy to {email} was not sent: {result.error}")
+    return result

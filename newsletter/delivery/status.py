@@ -1,0 +1,81 @@
+"""What happened to an issue's send: counts per delivery status and the problems, by reason."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from newsletter.errors import NewsletterError
+from newsletter.models import Delivery, DeliveryStatus, Issue
+from subscribers.models import Subscriber
+
+PROBLEM_STATUSES = (str(DeliveryStatus.FAILED), str(DeliveryStatus.UNKNOWN))
+
+
+@dataclass(frozen=True)
+class DeliveryProblem:
+    email: str
+    status: str  # failed or unknown
+    error: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    month: str
+    issue_status: str
+    status_reason: str
+    counts: dict[str, int]  # every DeliveryStatus value, zero included
+    problems: list[DeliveryProblem] = field(default_factory=list)  # failed and unknown
+    reasons: dict[tuple[str, str], int] = field(default_factory=dict)  # (status, error) -> n
+    send_started_at: datetime | None = None
+    sent_at: datetime | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def issue_status(session: Session, month: str, *, problem_limit: int = 1000) -> StatusReport:
+    """Counts per delivery status plus failures and unknowns with their reasons."""
+    issue = session.execute(select(Issue).where(Issue.month == month)).scalar()
+    if issue is None:
+        raise NewsletterError(f"there is no issue for {month}")
+    counts = {str(s): 0 for s in DeliveryStatus}
+    for status, n in session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.issue_id == issue.id)
+        .group_by(Delivery.status)
+    ).all():
+        counts[status] = n
+    reasons: Counter[tuple[str, str]] = Counter()
+    for status, error, n in session.execute(
+        select(Delivery.status, Delivery.error, func.count())
+        .where(Delivery.issue_id == issue.id, Delivery.status.in_(PROBLEM_STATUSES))
+        .group_by(Delivery.status, Delivery.error)
+    ).all():
+        reasons[(status, error)] = n
+    problems = [
+        DeliveryProblem(email, status, error, attempts)
+        for email, status, error, attempts in session.execute(
+            select(Subscriber.email, Delivery.status, Delivery.error, Delivery.attempts)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Delivery.issue_id == issue.id, Delivery.status.in_(PROBLEM_STATUSES))
+            .order_by(Delivery.status, Subscriber.email)
+            .limit(problem_limit)
+        ).all()
+    ]
+    return StatusReport(
+        month=issue.month,
+        issue_status=issue.status,
+        status_reason=issue.status_reason,
+        counts=counts,
+        problems=problems,
+        reasons=dict(reasons.most_common()),
+        send_started_at=issue.send_started_at,
+        sent_at=issue.sent_at,
+    )
