@@ -80,3 +80,47 @@ def preview(
         import webbrowser
 
         webbrowser.open(output.resolve().as_uri())
+
+
+def _check_month(month: str) -> None:
+    from newsletter.cli.common import fail
+
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
+        fail(f"month must look like 2026-05 (got {month!r})", code=2)
+
+
+@app.command()
+def send(
+    month: str = typer.Argument(..., metavar="YYYY-MM"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Plan and render; send nothing."),
+    test: str | None = typer.Option(
+        None, "--test", metavar="EMAIL", help="Send one copy marked [TEST] to EMAIL only."
+    ),
+    resend_unknown: bool = typer.Option(
+        False, "--resend-unknown", help="Send again to deliveries whose outcome is unknown."
+    ),
+) -> None:
+    """Plan and deliver the issue; run it again to finish an interrupted send (nobody twice)."""
+    from newsletter.cli.common import console, engine, settings
+    from newsletter.cli.sending import run_send
+
+    _check_month(month)
+    if test is not None:
+        from newsletter.delivery import send_test_copy
+
+        result = send_test_copy(engine(), settings(), month, test)
+        console.print(f"Test copy of {month} sent to {result.email}.", markup=False)
+        return
+    code = run_send(engine(), settings(), month, dry_run=dry_run, resend_unknown=resend_unknown)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def status(month: str = typer.Argument(..., metavar="YYYY-MM")) -> None:
+    """Counts per delivery status, and the failures and unknown outcomes with reasons."""
+    from newsletter.cli.common import engine
+    from newsletter.cli.sending import print_status
+
+    _check_month(month)
+    print_status(engine(), month)

@@ -9,6 +9,7 @@ from newsletter.cli.common import settings
 
 def register(app: typer.Typer) -> None:
     app.command()(serve)
+    app.command()(worker)
 
 
 def serve(
@@ -25,3 +26,39 @@ def serve(
         f"Serving {settings().title} at http://{host}:{port}/ (public URL {settings().base_url})"
     )
     uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+
+
+def worker(
+    poll: float = typer.Option(5.0, "--poll", min=0.1, help="Seconds between passes when idle."),
+    once: bool = typer.Option(False, "--once", help="One pass over sending issues, then exit."),
+) -> None:
+    """Deliver pending deliveries of issues that are sending; several may run on PostgreSQL.
+
+    SIGTERM finishes and records the batches in flight, then exits.
+    """
+    import logging
+
+    from newsletter.cli.common import console, engine
+    from newsletter.cli.sending import stop_on_signals
+    from newsletter.delivery import drain, new_worker_id
+    from newsletter.transports import get_transport
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    worker_id = new_worker_id()
+    transport = get_transport(settings())
+    console.print(f"Worker {worker_id} draining (poll every {poll:g}s).", markup=False)
+    try:
+        with stop_on_signals() as stop:
+            while not stop.is_set():
+                done = drain(
+                    engine(), settings(), worker_id=worker_id, stop=stop, transport=transport
+                )
+                if done:
+                    console.print(f"Processed {done} deliveries.", markup=False)
+                if once:
+                    break
+                stop.wait(poll)
+    finally:
+        transport.close()
