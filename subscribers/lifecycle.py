@@ -64,6 +64,9 @@ def normalize_email(raw: str) -> str:
         info = validate_email(value, check_deliverability=False)
     except EmailNotValidError as exc:
         raise InvalidEmail(f"that is not a valid email address: {exc}") from None
+    # SMTP limits (RFC 5321 4.5.3.1) that the validator leaves to its strict mode.
+    if len(info.local_part) > 64 or len(info.normalized) > 254:
+        raise InvalidEmail("that email address is too long")
     return info.normalized.lower()
 
 

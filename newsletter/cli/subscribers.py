@@ -100,7 +100,7 @@ def export(
         with tmp.open("w", encoding="utf-8", newline="") as fh:
             count = csv_io.write_export(session, fh)
         tmp.replace(file)
-    console.print(f"Exported {count} subscriber(s) to {file}.", stderr=False)
+    console.print(f"Exported {count} subscriber(s) to {file}.")
 
 
 @app.command()
