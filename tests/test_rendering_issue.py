@@ -171,7 +171,7 @@ def test_late_paper_is_marked(session: Session, issue: Issue, settings: Settings
     assert "[Late arrival · published December 2025]" in rendered.text
     other = render_issue_variant(session, issue, "optimization", settings)
     also = html.unescape(other.html.split("Also this month", 1)[1])
-    late_item = re.search(r"Deep neural operator for free boundary problems</a>(.*?)</li>", also)
+    late_item = re.search(r"free boundary problems</bdi></a>(.*?)</li>", also)
     assert late_item and "late arrival" in late_item.group(1)
 
 

@@ -124,7 +124,7 @@ def build_context(
         topics_line = "Your topics: all of them."
     elif variant == NO_MATCH:
         intro = (
-            "None of your topics has a new paper this month, so here is everything else "
+            "None of your topics has a new paper this month, so here is everything "
             "in brief. Your topics will be back first as soon as they have news."
         )
         preheader = f"{_plural(n_all, 'new paper')} this month, none on your topics"
