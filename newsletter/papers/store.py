@@ -169,7 +169,9 @@ def _match(record: PaperRecord, number: int, known: dict[tuple[str, str], Paper]
 def _changes(paper: Paper, record: PaperRecord) -> dict[str, Any]:
     """Field values the record would change on the stored paper (empty: nothing to do)."""
     new: dict[str, Any] = {}
-    if record.title != paper.title:
+    # Same title up to case and punctuation: keep the stored spelling, so two sources that
+    # disagree only there never flip it back and forth on each re-import.
+    if record.normalized_title != paper.normalized_title:
         new["title"] = record.title
         new["normalized_title"] = record.normalized_title
     if not record.summary_is_abstract and record.summary != paper.summary:
@@ -178,7 +180,10 @@ def _changes(paper: Paper, record: PaperRecord) -> dict[str, Any]:
         new["abstract"] = record.abstract
     if record.url and record.url != paper.url:
         new["url"] = record.url
-    if record.authors and record.authors != paper.authors:
+    abbreviated = bool(record.authors) and record.authors[-1].endswith(" more")
+    if abbreviated and paper.authors and not paper.authors[-1].endswith(" more"):
+        pass  # a listing's "A, B +2" never replaces a complete author list
+    elif record.authors and record.authors != paper.authors:
         new["authors"] = record.authors
     # A month-only date ("Jun 2026") keeps a precise stored date of the same month.
     moved = record.published != paper.published if record.day_precision else None

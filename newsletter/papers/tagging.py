@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 from newsletter.errors import NewsletterError
 from newsletter.models import Topic
 from newsletter.papers.validation import PaperRecord
-from newsletter.topics import GENERAL_TOPIC
+from newsletter.topics import GENERAL_TOPIC, TopicSpec
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,16 @@ class Tagger:
                     categories=frozenset(t.arxiv_categories),
                 )
                 for t in topics
+            ]
+        )
+
+    @classmethod
+    def from_taxonomy(cls, specs: Iterable[TopicSpec]) -> Tagger:
+        """Straight from `topics.yaml` (no database), e.g. to check how papers would tag."""
+        return cls(
+            [
+                TopicRule(s.slug, i, keyword_pattern(s.keywords), frozenset(s.arxiv_categories))
+                for i, s in enumerate(specs)
             ]
         )
 
