@@ -19,6 +19,8 @@ from newsletter.issues import IssueContents, IssueEntry, load_issue_contents
 from newsletter.models import Issue, Paper, Topic
 from newsletter.papers.links import paper_link
 from newsletter.rendering.message import RenderedEmail, header_safe
+from newsletter.rendering.message import _segments as _segments_cache
+from newsletter.rendering.recipients import _signed_links
 from newsletter.rendering.templates import TEMPLATE_VERSION, month_label, render_email_parts
 from newsletter.rendering.variants import EVERYTHING, NO_MATCH, parse_variant
 from newsletter.settings import Settings
@@ -26,6 +28,7 @@ from newsletter.transports.base import placeholder
 
 MAX_AUTHORS = 6
 CACHE_SIZE = 256
+VIEW_CACHE_SIZE = 8
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,24 @@ class PaperView:
     summary: str
     late_label: str  # "" unless the paper arrived after its own month's issue
     section_name: str
+
+
+@dataclass(frozen=True)
+class EntryView:
+    section: str  # slug of the section the issue lists it under
+    topics: tuple[str, ...]  # every topic of the paper
+    paper: PaperView
+
+
+@dataclass(frozen=True)
+class IssueView:
+    """Everything a variant needs, as plain values: read once per issue revision, shared
+    by every variant (no ORM objects, so it outlives the session that read it)."""
+
+    month: str
+    subject: str
+    entries: tuple[EntryView, ...]
+    topic_names: dict[str, str]  # slug -> name, in taxonomy order
 
 
 @dataclass(frozen=True)
@@ -86,36 +107,49 @@ def _names(names: list[str]) -> str:
     return ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def build_context(
-    contents: IssueContents, topics: dict[str, Topic], variant: str, settings: Settings
-) -> dict[str, object]:
+def issue_view(contents: IssueContents, topics: dict[str, Topic], settings: Settings) -> IssueView:
+    names = {slug: topic.name for slug, topic in topics.items()}
+    return IssueView(
+        month=contents.issue.month,
+        subject=issue_subject(contents.issue, settings),
+        entries=tuple(
+            EntryView(
+                section=e.section,
+                topics=e.topics,
+                paper=_paper_view(e, names.get(e.section, e.section), settings),
+            )
+            for e in contents.entries
+        ),
+        topic_names=names,
+    )
+
+
+def build_context(view: IssueView, variant: str, settings: Settings) -> dict[str, object]:
     """The template context for one variant: main sections, the "also" list and the footer."""
-    issue = contents.issue
     chosen = parse_variant(variant)
-    order = {slug: i for i, slug in enumerate(topics)}
+    order = {slug: i for i, slug in enumerate(view.topic_names)}
 
     def name_of(slug: str) -> str:
-        return topics[slug].name if slug in topics else slug
+        return view.topic_names.get(slug, slug)
 
     main: dict[str, list[PaperView]] = {}
     also: list[PaperView] = []
-    for entry in contents.entries:
+    for entry in view.entries:
         if variant == EVERYTHING or entry.section in chosen:
             home = entry.section
         else:  # listed elsewhere, but tagged with one of the subscriber's topics
             home = next((t for t in entry.topics if t in chosen), "")
-        view = _paper_view(entry, name_of(home or entry.section), settings)
         if home:
-            main.setdefault(home, []).append(view)
+            main.setdefault(home, []).append(entry.paper)
         else:
-            also.append(view)
+            also.append(entry.paper)
     sections = [
         SectionView(slug=s, name=name_of(s), papers=tuple(main[s]))
         for s in sorted(main, key=lambda s: order.get(s, len(order)))
     ]
     n_main = sum(len(s.papers) for s in sections)
-    n_all = len(contents.entries)
-    label = month_label(issue.month)
+    n_all = len(view.entries)
+    label = month_label(view.month)
     chosen_names = [name_of(s) for s in sorted(chosen, key=lambda s: order.get(s, len(order)))]
 
     if variant == EVERYTHING:
@@ -140,10 +174,9 @@ def build_context(
         intro = "No new papers this month."
         preheader = intro
 
-    subject = issue_subject(issue, settings)
     return {
         "title": settings.title,
-        "subject": subject,
+        "subject": view.subject,
         "month_label": label,
         "preheader": preheader,
         "intro": intro,
@@ -172,16 +205,19 @@ def _topics(session: Session) -> dict[str, Topic]:
     return {t.slug: t for t in session.exec(select(Topic).order_by(Topic.position)).all()}
 
 
-def compile_issue_variant(
-    contents: IssueContents, topics: dict[str, Topic], variant: str, settings: Settings
-) -> RenderedEmail:
+def compile_issue_variant(view: IssueView, variant: str, settings: Settings) -> RenderedEmail:
     """One full Jinja + MJML render, uncached (the naive path the benchmark compares)."""
-    context = build_context(contents, topics, variant, settings)
+    context = build_context(view, variant, settings)
     html, text = render_email_parts("issue", context)
-    return RenderedEmail(subject=str(context["subject"]), html=html, text=text)
+    return RenderedEmail(subject=view.subject, html=html, text=text)
+
+
+def read_issue_view(session: Session, issue: Issue, settings: Settings) -> IssueView:
+    return issue_view(load_issue_contents(session, issue), _topics(session), settings)
 
 
 _cache: OrderedDict[tuple[object, ...], RenderedEmail] = OrderedDict()
+_views: dict[tuple[object, ...], IssueView] = {}  # insertion order: oldest first
 _cache_lock = threading.Lock()
 
 
@@ -209,10 +245,16 @@ def render_issue_variant(
         if hit is not None:
             _cache.move_to_end(key)
             return hit
-    rendered = compile_issue_variant(
-        load_issue_contents(session, issue), _topics(session), variant, settings
-    )
+    view_key = key[:-3] + key[-2:]  # the same key without the variant
     with _cache_lock:
+        view = _views.get(view_key)
+    if view is None:
+        view = read_issue_view(session, issue, settings)
+    rendered = compile_issue_variant(view, variant, settings)
+    with _cache_lock:
+        _views[view_key] = view
+        while len(_views) > VIEW_CACHE_SIZE:
+            _views.pop(next(iter(_views)))
         _cache[key] = rendered
         while len(_cache) > CACHE_SIZE:
             _cache.popitem(last=False)
@@ -220,5 +262,9 @@ def render_issue_variant(
 
 
 def clear_render_cache() -> None:
+    """Forget every cached render, split body and signed link (tests, benchmarks)."""
     with _cache_lock:
         _cache.clear()
+        _views.clear()
+    _segments_cache.cache_clear()
+    _signed_links.cache_clear()

@@ -7,6 +7,7 @@ once per variant and only these values are substituted into it.
 from __future__ import annotations
 
 import html
+from functools import lru_cache
 from urllib.parse import quote, urlsplit
 
 from newsletter.models import Issue
@@ -26,15 +27,21 @@ PREVIEW_EMAIL = "subscriber@example.org"
 def recipient_links(settings: Settings, subscriber: Subscriber) -> dict[str, str]:
     """Signed unsubscribe and preferences URLs for one subscriber."""
     assert subscriber.id is not None, "subscriber must be saved before links are signed"
-    base = settings.base_url
-    secret = settings.secret
-    version = subscriber.token_version
-    return {
-        "unsubscribe_url": f"{base}/unsubscribe/"
-        + make_token(secret, "unsubscribe", subscriber.id, version),
-        "preferences_url": f"{base}/preferences/"
-        + make_token(secret, "preferences", subscriber.id, version),
-    }
+    unsubscribe, preferences = _signed_links(
+        settings.base_url, settings.secret, subscriber.id, subscriber.token_version
+    )
+    return {"unsubscribe_url": unsubscribe, "preferences_url": preferences}
+
+
+@lru_cache(maxsize=4096)
+def _signed_links(base: str, secret: str, subscriber_id: int, version: int) -> tuple[str, str]:
+    # Memoised: a send asks for the same recipient's links twice (body and headers), and
+    # signing is most of the per-recipient cost. Keyed by token version and secret, so an
+    # invalidated token is never handed out again.
+    return (
+        f"{base}/unsubscribe/{make_token(secret, 'unsubscribe', subscriber_id, version)}",
+        f"{base}/preferences/{make_token(secret, 'preferences', subscriber_id, version)}",
+    )
 
 
 def browser_url(settings: Settings, issue: Issue, variant: str) -> str:
