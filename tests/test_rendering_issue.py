@@ -320,3 +320,53 @@ def test_preview_refuses_unknown_topic_and_month(
         render_preview(session, "2026-05", ["optimization", "quantum"], settings)
     with pytest.raises(NewsletterError, match="no issue for 2031-01"):
         render_preview(session, "2031-01", [], settings)
+
+
+def test_fill_matches_the_transports_substitute() -> None:
+    from newsletter.rendering.message import fill
+    from newsletter.transports.base import substitute
+
+    fields = {placeholder("email"): "a&amp;b", placeholder("browser_url"): "https://x/?a=1"}
+    bodies = [
+        "",
+        "no markers at all",
+        "__NL_EMAIL__",
+        "x __NL_EMAIL__ y __NL_BROWSER_URL__ z __NL_UNKNOWN__ __NL_EMAIL__",
+        "__NL_lower__ __NL___ __NL_EMAIL__EMAIL__",
+    ]
+    for body in bodies:
+        assert fill(body, fields) == substitute(body, fields), body
+        assert fill(body, {}) == body
+
+
+def test_token_version_bump_changes_the_links(session: Session, settings: Settings) -> None:
+    sub = _subscriber(session, "reader@example.org")
+    before = recipient_links(settings, sub)
+    assert recipient_links(settings, sub) == before
+    sub.token_version += 1
+    after = recipient_links(settings, sub)
+    assert after["unsubscribe_url"] != before["unsubscribe_url"]
+    token = after["unsubscribe_url"].rsplit("/", 1)[1]
+    assert read_token(settings.secret, "unsubscribe", token).token_version == sub.token_version
+
+
+def test_variants_share_one_read_of_the_issue(
+    session: Session, issue: Issue, settings: Settings
+) -> None:
+    from sqlmodel import delete
+
+    from newsletter.models import IssuePaper
+
+    render_issue_variant(session, issue, "optimization", settings)
+    session.exec(delete(IssuePaper).where(IssuePaper.issue_id == issue.id))
+    session.commit()
+    # Same revision: the issue is not read again, the second variant still lists its papers.
+    assert "Hypergraph Neural Diffusion" in main_part(
+        render_issue_variant(session, issue, "graph-learning", settings).html
+    )
+    issue.revision += 1  # what compose does when it changes the issue
+    session.add(issue)
+    session.commit()
+    assert "No new papers this month." in (
+        render_issue_variant(session, issue, "graph-learning", settings).html
+    )
