@@ -75,7 +75,7 @@ def preview(
         return
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(body, encoding="utf-8")
-    console.print(f"Wrote {output} (subject: {result.email.subject})")
+    console.print(f"Wrote {output} (subject: {result.email.subject})", markup=False, soft_wrap=True)
     if open_:
         import webbrowser
 

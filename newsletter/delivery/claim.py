@@ -285,12 +285,12 @@ def backlog(engine: Engine, issue_id: int, worker_id: str) -> Backlog:
             )
         ).scalar()
         claimed = session.execute(
-            select(_D.c.claimed_by == worker_id, func.count())
+            select(_D.c.claimed_by, func.count())
             .where(_D.c.issue_id == issue_id, _D.c.status == CLAIMED)
-            .group_by(_D.c.claimed_by == worker_id)
+            .group_by(_D.c.claimed_by)
         ).all()
-    mine = sum(n for is_mine, n in claimed if is_mine)
-    others = sum(n for is_mine, n in claimed if not is_mine)
+    mine = sum(n for holder, n in claimed if holder == worker_id)
+    others = sum(n for holder, n in claimed if holder != worker_id)
     if later is not None and later.tzinfo is None:  # SQLite hands back naive UTC
         later = later.replace(tzinfo=UTC)
     return Backlog(pending_ready, later, mine, others, status)

@@ -389,6 +389,13 @@ class IssueRun:
             self.progress(snapshot)
 
 
+def _report_without_sending(engine: Engine, issue: Issue, *, already_sent: bool) -> SendReport:
+    totals = dict(store.delivery_counts(engine, issue.id))  # type: ignore[arg-type]
+    return SendReport(
+        issue.month, issue.status, issue.status_reason, totals=totals, already_sent=already_sent
+    )
+
+
 def finish_if_done(engine: Engine, issue_id: int) -> bool:
     """Mark the issue `sent` once every delivery is final; True if this call did it."""
     with session_scope(engine) as session:
@@ -441,50 +448,46 @@ def send_issue(
     _require_postal_address(settings)
     started = time.monotonic()
     stop = stop or threading.Event()
+    # SQLite allows one writer: never open a second connection while this session is open.
     with session_scope(engine) as session:
         issue = _find_issue(session, month)
-        if issue.status == str(IssueStatus.SENT) and not resend_unknown:
-            return SendReport(
-                month,
-                issue.status,
-                issue.status_reason,
-                totals=dict(store.delivery_counts(engine, issue.id)),  # type: ignore[arg-type]
-                already_sent=True,
-            )
-        if issue.status in (IssueStatus.DRAFT, IssueStatus.APPROVED) and not (
-            load_issue_contents(session, issue).entries
-        ):
-            raise NewsletterError(
-                f"issue {month} lists no papers: import papers for {month} and run "
-                f"`newsletter issue compose {month}` first"
-            )
-        if dry_run:
+        has_papers = bool(load_issue_contents(session, issue).entries)
+        session.expunge(issue)
+    if issue.status == str(IssueStatus.SENT) and not resend_unknown:
+        return _report_without_sending(engine, issue, already_sent=True)
+    if issue.status in (IssueStatus.DRAFT, IssueStatus.APPROVED) and not has_papers:
+        raise NewsletterError(
+            f"issue {month} lists no papers: import papers for {month} and run "
+            f"`newsletter issue compose {month}` first"
+        )
+    if dry_run:
+        with session_scope(engine) as session:
             plan = preview_plan(session, issue)
             for variant in plan.variants:
                 render_issue_variant(session, issue, variant, settings)
-            return SendReport(month, issue.status, issue.status_reason, plan=plan, dry_run=True)
-        reopened = 0
-        if resend_unknown:
-            reopened = store.reopen_unknown(engine, issue.id)  # type: ignore[arg-type]
-            if issue.status == str(IssueStatus.SENT) and reopened:
+        return SendReport(month, issue.status, issue.status_reason, plan=plan, dry_run=True)
+    reopened = 0
+    if resend_unknown:
+        reopened = store.reopen_unknown(engine, issue.id)  # type: ignore[arg-type]
+        if reopened:
+            with session_scope(engine) as session:
                 session.execute(
                     update(Issue)
                     .where(Issue.id == issue.id, Issue.status == str(IssueStatus.SENT))
                     .values(status=str(IssueStatus.SENDING), status_reason="")
                     .execution_options(synchronize_session=False)
                 )
-                session.commit()
+    with session_scope(engine) as session:
+        issue = session.get(Issue, issue.id)
+        assert issue is not None
         begin_sending(session, issue, resume=True)
-        if issue.status != str(IssueStatus.SENDING):
-            return SendReport(
-                month,
-                issue.status,
-                issue.status_reason,
-                totals=dict(store.delivery_counts(engine, issue.id)),  # type: ignore[arg-type]
-                already_sent=issue.status == str(IssueStatus.SENT),
-                reopened_unknown=reopened,
-            )
-        plan = plan_deliveries(session, issue, settings)
+        if issue.status == str(IssueStatus.SENDING):
+            plan = plan_deliveries(session, issue, settings)
+        session.expunge(issue)
+    if issue.status != str(IssueStatus.SENDING):
+        return _report_without_sending(
+            engine, issue, already_sent=issue.status == str(IssueStatus.SENT)
+        )
     recovered = store.recover_abandoned(engine, issue.id)  # type: ignore[arg-type]
     own_transport = transport is None
     transport = transport or get_transport(settings)

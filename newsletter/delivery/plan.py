@@ -62,6 +62,7 @@ def begin_sending(session: Session, issue: Issue, *, resume: bool = False) -> bo
     )
     session.commit()
     session.refresh(issue)
+    session.commit()  # end the read: on SQLite an open transaction holds the write lock
     return result.rowcount == 1
 
 
@@ -149,9 +150,11 @@ def plan_deliveries(session: Session, issue: Issue, settings: Settings) -> PlanR
     )
     session.commit()
     session.refresh(issue)
-    return PlanReport(
+    report = PlanReport(
         planned=len(rows),
         already_planned=len(audience) - len(rows),
         inactive=_inactive_count(session),
         variants=dict(Counter(audience.values())),
     )
+    session.commit()  # end the read: on SQLite an open transaction holds the write lock
+    return report

@@ -42,7 +42,9 @@ class StatusReport:
 
 def issue_status(session: Session, month: str, *, problem_limit: int = 1000) -> StatusReport:
     """Counts per delivery status plus failures and unknowns with their reasons."""
-    issue = session.execute(select(Issue).where(Issue.month == month)).scalar()
+    issue = session.execute(
+        select(Issue).where(Issue.month == month).execution_options(populate_existing=True)
+    ).scalar()
     if issue is None:
         raise NewsletterError(f"there is no issue for {month}")
     counts = {str(s): 0 for s in DeliveryStatus}
