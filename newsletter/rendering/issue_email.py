@@ -91,10 +91,19 @@ def _paper_view(entry: IssueEntry, section_name: str, settings: Settings) -> Pap
         title=" ".join(paper.title.split()),
         link=_safe_link(entry, settings),
         authors=_authors(list(paper.authors)),
-        summary=paper.summary.strip(),
+        summary=_sentence_case(paper.summary.strip()),
         late_label=late,
         section_name=section_name,
     )
+
+
+def _sentence_case(text: str) -> str:
+    """Listings often start summaries in lower case; capitalise a plain first word only
+    (never `pLSA` or `iPhone`)."""
+    first = text.split(" ", 1)[0]
+    if first.isalpha() and first.islower():
+        return text[:1].upper() + text[1:]
+    return text
 
 
 def _plural(n: int, word: str) -> str:
