@@ -19,7 +19,7 @@ class RenderedEmail:
     text: str
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=128)  # a few variants x (html, text); a miss only costs one re-split
 def _segments(body: str) -> tuple[str, ...]:
     """The body cut at its placeholders: literal, placeholder, literal, ... (odd = marker).
 
