@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     admin_token: str = ""
     title: str = "What's new in ML Foundations"
     require_approval: bool = False
+    editors: str = ""  # comma-separated addresses that get the test copy in approval mode
     paper_search_url: str = DEFAULT_PAPER_SEARCH_URL
 
     @field_validator("database_url")
@@ -137,6 +138,10 @@ class Settings(BaseSettings):
             return ipaddress.ip_address(host).is_loopback
         except ValueError:
             return False
+
+    @property
+    def editor_emails(self) -> list[str]:
+        return [e.strip() for e in self.editors.split(",") if e.strip()]
 
     @property
     def is_sqlite(self) -> bool:

@@ -11,38 +11,13 @@ app = typer.Typer(help="Compose, preview, send and inspect a monthly issue.", no
 
 
 @app.command()
-def compose(month: str = typer.Argument(..., metavar="YYYY-MM")) -> None:
-    """Create or refresh the month's draft issue (a sent issue is never changed)."""
-    from newsletter.cli.common import console, engine, fail, settings
-    from newsletter.db import session_scope
-    from newsletter.errors import NewsletterError
-    from newsletter.issues import compose_issue, parse_month
+def approve(month: str = typer.Argument(..., metavar="YYYY-MM")) -> None:
+    """Approve a draft (approval mode) and start sending it, as the monthly job would."""
+    from newsletter.cli.common import console, engine, settings
+    from newsletter.scheduler import approve_issue
 
-    try:
-        parse_month(month)
-    except NewsletterError as exc:
-        fail(str(exc), code=2)
-    try:
-        with session_scope(engine()) as session:
-            result = compose_issue(session, month, settings().title)
-    except NewsletterError as exc:
-        fail(str(exc))
-    issue = result.issue
-    late = f", {result.late} late arrival{'s' if result.late != 1 else ''}" if result.late else ""
-    listing = f"{result.total} paper{'s' if result.total != 1 else ''}{late}"
-    if result.created:
-        what = f"Composed draft issue {month}: {listing}."
-    elif result.changed:
-        what = (
-            f"Refreshed draft issue {month} (revision {issue.revision}): {listing}; "
-            f"{result.added} added, {result.removed} removed."
-        )
-    else:
-        what = (
-            f"Issue {month} is up to date ({issue.status}, revision {issue.revision}): {listing}."
-        )
-    console.print(what, markup=False)
-    console.print(f"Subject: {issue.subject}", markup=False)
+    outcome = approve_issue(engine(), settings(), month)
+    console.print(f"{outcome.month}: {outcome.outcome}: {outcome.message}")
 
 
 @app.command()
@@ -80,6 +55,41 @@ def preview(
         import webbrowser
 
         webbrowser.open(output.resolve().as_uri())
+
+
+@app.command()
+def compose(month: str = typer.Argument(..., metavar="YYYY-MM")) -> None:
+    """Create or refresh the month's draft issue (a sent issue is never changed)."""
+    from newsletter.cli.common import console, engine, fail, settings
+    from newsletter.db import session_scope
+    from newsletter.errors import NewsletterError
+    from newsletter.issues import compose_issue, parse_month
+
+    try:
+        parse_month(month)
+    except NewsletterError as exc:
+        fail(str(exc), code=2)
+    try:
+        with session_scope(engine()) as session:
+            result = compose_issue(session, month, settings().title)
+    except NewsletterError as exc:
+        fail(str(exc))
+    issue = result.issue
+    late = f", {result.late} late arrival{'s' if result.late != 1 else ''}" if result.late else ""
+    listing = f"{result.total} paper{'s' if result.total != 1 else ''}{late}"
+    if result.created:
+        what = f"Composed draft issue {month}: {listing}."
+    elif result.changed:
+        what = (
+            f"Refreshed draft issue {month} (revision {issue.revision}): {listing}; "
+            f"{result.added} added, {result.removed} removed."
+        )
+    else:
+        what = (
+            f"Issue {month} is up to date ({issue.status}, revision {issue.revision}): {listing}."
+        )
+    console.print(what, markup=False)
+    console.print(f"Subject: {issue.subject}", markup=False)
 
 
 def _check_month(month: str) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+
 import typer
 
 from newsletter.cli.common import settings
@@ -9,7 +12,50 @@ from newsletter.cli.common import settings
 
 def register(app: typer.Typer) -> None:
     app.command()(serve)
+    app.command()(clock)
+    app.command()(monthly)
     app.command()(worker)
+
+
+def _log_to_stderr() -> None:
+    import logging
+
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def clock() -> None:
+    """Run the scheduler: the monthly job fires on NEWSLETTER_SCHEDULE (UTC) until SIGTERM."""
+    from newsletter.cli.common import engine
+    from newsletter.scheduler import run_clock
+
+    _log_to_stderr()
+    run_clock(engine(), settings())
+
+
+def monthly(
+    month: str = typer.Option(
+        None, "--month", metavar="YYYY-MM", help="Month to send (default: the previous month)."
+    ),
+) -> None:
+    """Do by hand what the scheduled job does: compose the month, then send it."""
+    from newsletter.cli.common import console, engine, fail
+    from newsletter.issues import parse_month
+    from newsletter.scheduler import run_monthly_job
+
+    if month is not None:
+        parse_month(month)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())  # finish the batch in flight, then stop
+    outcome = run_monthly_job(engine(), settings(), month=month, deliver_here=True, stop=stop)
+    if not outcome.ok:
+        fail(f"{outcome.month}: {outcome.outcome}: {outcome.message}")
+    console.print(f"{outcome.month}: {outcome.outcome}: {outcome.message}")
 
 
 def serve(
