@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -196,19 +197,21 @@ def _changes(paper: Paper, record: PaperRecord) -> dict[str, Any]:
     return new
 
 
-def _new_paper(record: PaperRecord) -> Paper:
-    return Paper(
-        title=record.title,
-        normalized_title=record.normalized_title,
-        summary=record.summary,
-        url=record.url,
-        authors=record.authors,
-        published=record.published,
-        month=record.month,
-        arxiv_id=record.arxiv_id,
-        doi=record.doi,
-        abstract=record.abstract,
-    )
+def _new_paper(record: PaperRecord, now: datetime) -> dict[str, Any]:
+    return {
+        "title": record.title,
+        "normalized_title": record.normalized_title,
+        "summary": record.summary,
+        "url": record.url,
+        "authors": record.authors,
+        "published": record.published,
+        "month": record.month,
+        "arxiv_id": record.arxiv_id,
+        "doi": record.doi,
+        "abstract": record.abstract,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def import_records(session: Session, records: list[PaperRecord], tagger: Tagger) -> ImportCounts:
@@ -223,7 +226,7 @@ def import_records(session: Session, records: list[PaperRecord], tagger: Tagger)
     matched = {paper.id for paper in known.values()}
     current_topics = _topics_of(session, sorted(pid for pid in matched if pid is not None))
     claimed: dict[int, int] = {}  # stored paper id -> the record of this file that matched it
-    new_papers: list[tuple[Paper, list[str]]] = []
+    new_papers: list[tuple[dict[str, Any], list[str]]] = []
     retopic: dict[int, list[str]] = {}
     now = utcnow()
     for number, record in unique:
@@ -238,7 +241,7 @@ def import_records(session: Session, records: list[PaperRecord], tagger: Tagger)
                 )
         if paper is None:
             topics, fell_back = tagger.tag(record)
-            new_papers.append((_new_paper(record), topics))
+            new_papers.append((_new_paper(record, now), topics))
             counts.added += 1
             if fell_back:
                 counts.untagged.append(record.title)
@@ -276,16 +279,25 @@ def import_records(session: Session, records: list[PaperRecord], tagger: Tagger)
             counts.updated += 1
         else:
             counts.skipped += 1
-    if new_papers:
-        session.add_all([paper for paper, _ in new_papers])
-    session.flush()
+    session.flush()  # updates of stored papers
+    new_ids: list[int] = []
+    if new_papers:  # one multi-row INSERT ... RETURNING per batch, no ORM object per paper
+        result = session.execute(
+            insert(Paper).returning(Paper.id, sort_by_parameter_order=True),
+            [values for values, _ in new_papers],
+        )
+        new_ids = list(result.scalars())
     if retopic:
         ids = list(retopic)
         for chunk in _chunks(ids):
             session.execute(delete(PaperTopic).where(PaperTopic.paper_id.in_(chunk)))
-    rows = [{"paper_id": p.id, "topic_slug": s} for p, topics in new_papers for s in topics]
+    rows = [
+        {"paper_id": pid, "topic_slug": slug}
+        for pid, (_, topics) in zip(new_ids, new_papers, strict=True)
+        for slug in topics
+    ]
     rows += [{"paper_id": pid, "topic_slug": s} for pid, topics in retopic.items() for s in topics]
-    if rows:
+    if rows:  # executemany: measured fastest on both SQLite and psycopg (pipelined)
         session.execute(insert(PaperTopic), rows)
     session.flush()
     return counts

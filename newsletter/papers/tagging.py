@@ -19,22 +19,37 @@ from newsletter.models import Topic
 from newsletter.papers.validation import PaperRecord
 from newsletter.topics import GENERAL_TOPIC, TopicSpec
 
+_PUNCTUATION = re.compile(r"[^\w\s-]+")
+_SPACES = re.compile(r"\s+")
+
 
 @dataclass(frozen=True)
 class TopicRule:
     slug: str
     position: int
-    pattern: re.Pattern[str] | None
+    words: frozenset[str]  # one-word keywords, matched against the text's set of words
+    phrases: tuple[str, ...]  # several words, as " a b " to find in the text's word string
     categories: frozenset[str]
 
+    @classmethod
+    def build(
+        cls, slug: str, position: int, keywords: Iterable[str], categories: Iterable[str]
+    ) -> TopicRule:
+        normal = {" ".join(k.lower().split()) for k in keywords if k.strip()}
+        return cls(
+            slug=slug,
+            position=position,
+            words=frozenset(k for k in normal if " " not in k),
+            phrases=tuple(sorted(f" {k} " for k in normal if " " in k)),
+            categories=frozenset(categories),
+        )
 
-def keyword_pattern(keywords: Iterable[str]) -> re.Pattern[str] | None:
-    """One regex per topic: any keyword, bounded by non-word, non-hyphen characters."""
-    parts = sorted({k.strip().lower() for k in keywords if k.strip()}, key=len, reverse=True)
-    if not parts:
-        return None
-    alternatives = "|".join(r"\s+".join(re.escape(w) for w in k.split()) for k in parts)
-    return re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])", re.IGNORECASE)
+
+def text_words(text: str) -> tuple[frozenset[str], str]:
+    """(set of words, " w1 w2 | w3 ") of a text. Words keep inner hyphens; punctuation becomes
+    " | " so a phrase never matches across it ("flow. Matching" is not "flow matching")."""
+    flat = " " + _SPACES.sub(" ", _PUNCTUATION.sub(" | ", text.lower())) + " "
+    return frozenset(flat.split()), flat
 
 
 class Tagger:
@@ -52,15 +67,7 @@ class Tagger:
     def from_session(cls, session: Session) -> Tagger:
         topics = session.exec(select(Topic)).all()
         return cls(
-            [
-                TopicRule(
-                    slug=t.slug,
-                    position=t.position,
-                    pattern=keyword_pattern(t.keywords),
-                    categories=frozenset(t.arxiv_categories),
-                )
-                for t in topics
-            ]
+            [TopicRule.build(t.slug, t.position, t.keywords, t.arxiv_categories) for t in topics]
         )
 
     @classmethod
@@ -68,7 +75,7 @@ class Tagger:
         """Straight from `topics.yaml` (no database), e.g. to check how papers would tag."""
         return cls(
             [
-                TopicRule(s.slug, i, keyword_pattern(s.keywords), frozenset(s.arxiv_categories))
+                TopicRule.build(s.slug, i, s.keywords, s.arxiv_categories)
                 for i, s in enumerate(specs)
             ]
         )
@@ -84,10 +91,13 @@ class Tagger:
     def match(self, text: str, categories: Iterable[str] = ()) -> list[str]:
         """Topics whose keywords occur in `text` or whose arXiv categories are given."""
         cats = set(categories)
+        words, flat = text_words(text)
         return [
             r.slug
             for r in self.rules
-            if (r.pattern is not None and r.pattern.search(text)) or (r.categories & cats)
+            if not r.words.isdisjoint(words)
+            or any(p in flat for p in r.phrases)
+            or not r.categories.isdisjoint(cats)
         ]
 
     def tag(self, record: PaperRecord) -> tuple[list[str], bool]:

@@ -107,6 +107,7 @@ class PaperRecord:
     # Feeds have no plain-language summary: their abstract stands in for one on a new paper
     # but never replaces a summary a person wrote.
     summary_is_abstract: bool = False
+    _normalized: tuple[str, str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def month(self) -> str:
@@ -114,14 +115,21 @@ class PaperRecord:
 
     @property
     def normalized_title(self) -> str:
-        return normalize_title(self.title)
+        if self._normalized is None or self._normalized[0] != self.title:
+            self._normalized = (self.title, normalize_title(self.title))
+        return self._normalized[1]
+
+
+_NON_WORD = re.compile(r"[\W_]+")
 
 
 def normalize_title(title: str) -> str:
     """Case, accents, punctuation and spacing removed: the de-duplication key for titles."""
-    text = unicodedata.normalize("NFKD", title)
-    text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
-    return " ".join(re.sub(r"[\W_]+", " ", text).split())[:MAX_TITLE]
+    text = title
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text)
+        text = "".join(c for c in text if not unicodedata.combining(c))
+    return _NON_WORD.sub(" ", text.casefold()).strip()[:MAX_TITLE]
 
 
 def normalize_arxiv_id(value: str) -> str:
