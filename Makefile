@@ -20,6 +20,7 @@ install: $(STAMP)
 # so nothing is mailed), then the web app and the clock. Emails land in var/outbox, readable at
 # http://127.0.0.1:8000/outbox.
 run: export NEWSLETTER_POSTAL_ADDRESS ?= ML Foundations demo, 1 Example Street, Nowhere
+run: export NEWSLETTER_BASE_URL ?= http://$(HOST):$(PORT)
 run: $(STAMP)
 	$(BIN)/newsletter init
 	$(BIN)/newsletter papers import newsletter/data/sample_papers.yaml

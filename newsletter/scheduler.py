@@ -158,9 +158,11 @@ def start_send(
             "`newsletter worker` processes deliver them",
         )
     report = send_issue(engine, settings, month, transport=transport, stop=stop)
-    counts = ", ".join(f"{n} {status}" for status, n in sorted(report.totals.items())) or "nobody"
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(report.totals.items()) if n)
     if report.issue_status == IssueStatus.SENT:
-        return JobOutcome(month, "sent", f"sent: {counts}")
+        if not counts:
+            return JobOutcome(month, "sent", "no active subscribers yet: archived, nobody mailed")
+        return JobOutcome(month, "sent", f"deliveries: {counts}")
     if report.paused:
         return JobOutcome(month, "failed", f"paused: {report.status_reason} ({counts})")
     return JobOutcome(
