@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlmodel import Session, select
 
-from newsletter.models import IssueStatus, Topic
+from newsletter.models import Issue, IssueStatus, Topic
 from newsletter.settings import load_settings
 from newsletter.testing.sample_issue import build_sample_issue
 from newsletter.web.app import create_app
@@ -423,6 +423,18 @@ def test_issue_web_version(client, engine, settings) -> None:
     for month in ("2026-06", "2026-07", "2026-13", "nonsense", "2026-5"):
         missing = client.get(f"/issues/{month}")
         assert missing.status_code == 404 and "No such issue" in missing.text
+
+
+def test_issue_being_sent_is_readable_but_not_yet_archived(client, engine) -> None:
+    publish(engine, "2026-07", sent=False)
+    with Session(engine) as session:
+        issue = session.exec(select(Issue).where(Issue.month == "2026-07")).one()
+        issue.status = IssueStatus.SENDING
+        issue.send_started_at = datetime(2026, 8, 1, 9, tzinfo=UTC)
+        session.commit()
+    assert client.get("/issues/2026-07").status_code == 200  # "view in your browser" works
+    assert client.get("/issues/2026-07/preview").status_code == 200
+    assert "July 2026" not in client.get("/issues").text
 
 
 def test_atom_feed_is_valid(client, engine) -> None:

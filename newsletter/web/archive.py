@@ -33,6 +33,15 @@ MONTH_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 ATOM = "http://www.w3.org/2005/Atom"
 
 
+def is_public(issue: Issue) -> bool:
+    """Readable by anyone once the first email went out: the "view in your browser" link of
+    an issue that is still sending (or paused mid-send) must work for those who got it."""
+    if issue.status == IssueStatus.SENT:
+        return True
+    started = issue.status in (IssueStatus.SENDING, IssueStatus.PAUSED)
+    return started and issue.send_started_at is not None
+
+
 def sent_issues(session: Session) -> list[tuple[Issue, int]]:
     """Sent issues newest first, each with its number of papers."""
     counts = dict(
@@ -147,10 +156,8 @@ def issue_page(request: Request, month: str) -> HTMLResponse:
         return no_issue_page(request, month)
     chosen = parse_topics(request.query_params.getlist("topics"))
     with Session(request.app.state.engine) as session:
-        issue = session.exec(
-            select(Issue).where(Issue.month == month, Issue.status == IssueStatus.SENT)
-        ).first()
-        if issue is None:
+        issue = session.exec(select(Issue).where(Issue.month == month)).first()
+        if issue is None or not is_public(issue):
             return no_issue_page(request, month)
         unknown = unknown_topics(session, chosen) if chosen else []
         if unknown:

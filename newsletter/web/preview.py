@@ -24,12 +24,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, select
 
 from newsletter import audience
-from newsletter.models import Issue, IssueStatus
+from newsletter.models import Issue
 from newsletter.rendering.preview import render_preview
 from newsletter.settings import Settings
 from newsletter.web.archive import (
     MONTH_RE,
     bad_topics_page,
+    is_public,
     no_issue_page,
     parse_topics,
     unknown_topics,
@@ -67,7 +68,7 @@ def _viewable_issue(request: Request, session: Session, month: str) -> Issue | N
     issue = session.exec(select(Issue).where(Issue.month == month)).first()
     if issue is None:
         return None
-    if issue.status != IssueStatus.SENT and not is_admin(request):
+    if not is_public(issue) and not is_admin(request):
         return None
     return issue
 
