@@ -98,3 +98,42 @@ def list_(
             link,
         )
     console.print(table)
+
+
+@app.command("fetch-arxiv")
+def fetch_arxiv(
+    month: str = typer.Option(..., "--month", metavar="YYYY-MM", help="Submission month."),
+    categories: list[str] = typer.Option(
+        ..., "--category", help="arXiv category, e.g. cs.LG (repeat for several)."
+    ),
+    max_results: int = typer.Option(2000, "--max", min=1, help="At most this many papers."),
+    delay: float = typer.Option(3.0, "--delay", min=0, help="Seconds between API requests."),
+    api_url: str = typer.Option("https://export.arxiv.org/api/query", "--api-url", hidden=True),
+) -> None:
+    """Import a month of arXiv papers in the categories (one request per page, politely)."""
+    from rich.markup import escape
+
+    from newsletter.cli.common import console, engine, fail
+    from newsletter.errors import NewsletterError
+    from newsletter.issues import parse_month
+    from newsletter.papers.arxiv import import_arxiv_month
+
+    try:
+        parse_month(month)
+    except NewsletterError as exc:
+        fail(str(exc), code=2)
+    report = import_arxiv_month(
+        engine(), month, categories, api_url=api_url, max_results=max_results, delay=delay
+    )
+    if report.error is not None:
+        fail(f"{escape(str(report.error))} — nothing imported")
+    console.print(
+        f"✓ {report.file}: {report.added} added, {report.updated} updated, "
+        f"{report.skipped} unchanged",
+        markup=False,
+    )
+    if report.untagged:
+        console.print(
+            f"  {_plural(len(report.untagged), 'paper')} matched no topic and went to 'general'",
+            markup=False,
+        )

@@ -312,18 +312,41 @@ def _session_factory(target: Engine | SessionFactory) -> SessionFactory:
     return target
 
 
-def import_file(session: Session, path: Path, fmt: str, tagger: Tagger) -> FileImportReport:
-    """Read, validate and import one file in the session; raises `RecordError` if it is bad."""
-    used, raw = read_raw_records(path, fmt)
-    report = FileImportReport(file=path, format=used)
+def import_raw_records(
+    session: Session, source: str, fmt: str, raw: Sequence[Any], tagger: Tagger
+) -> FileImportReport:
+    """Validate and import records read from `source`; raises `RecordError` naming it."""
+    report = FileImportReport(file=Path(source), format=fmt)
     try:
         records = validate_records(raw, tagger.slugs)
         counts = import_records(session, records, tagger)
     except RecordError as exc:
-        raise exc.located(file=str(path)) from None
+        raise exc.located(file=source) from None
     report.added, report.updated, report.skipped = counts.added, counts.updated, counts.skipped
     report.untagged = counts.untagged
     return report
+
+
+def import_in_transaction(
+    target: Engine | SessionFactory,
+    source: str,
+    load: Callable[[Session, Tagger], FileImportReport],
+    tagger: Tagger | None = None,
+) -> FileImportReport:
+    """Run one source's import in its own transaction; any failure keeps nothing of it."""
+    make_session = _session_factory(target)
+    with make_session() as session:
+        try:
+            report = load(session, tagger or Tagger.from_session(session))
+            session.commit()
+            return report
+        except RecordError as exc:
+            session.rollback()
+            return FileImportReport(file=Path(source), error=exc.located(file=source))
+        except IntegrityError:
+            session.rollback()
+            message = "another import stored one of these papers at the same time; run it again"
+            return FileImportReport(file=Path(source), error=RecordError(message, file=source))
 
 
 def import_paths(
@@ -333,27 +356,18 @@ def import_paths(
     make_session = _session_factory(target)
     with make_session() as session:
         tagger = Tagger.from_session(session)
-    reports = []
-    for path in paths:
-        with make_session() as session:
-            try:
-                report = import_file(session, Path(path), fmt, tagger)
-                session.commit()
-            except RecordError as exc:
-                session.rollback()
-                report = FileImportReport(file=Path(path), error=exc.located(file=str(path)))
-            except IntegrityError:
-                session.rollback()
-                report = FileImportReport(
-                    file=Path(path),
-                    error=RecordError(
-                        "another import stored one of these papers at the same time; "
-                        "run the import again",
-                        file=str(path),
-                    ),
-                )
-        reports.append(report)
-    return reports
+
+    def load_file(path: Path) -> Callable[[Session, Tagger], FileImportReport]:
+        def load(session: Session, tagger: Tagger) -> FileImportReport:
+            used, raw = read_raw_records(path, fmt)
+            return import_raw_records(session, str(path), used, raw, tagger)
+
+        return load
+
+    return [
+        import_in_transaction(make_session, str(path), load_file(Path(path)), tagger)
+        for path in paths
+    ]
 
 
 def list_papers(session: Session, month: str | None = None) -> list[tuple[Paper, list[str]]]:
