@@ -57,12 +57,17 @@ class FileImportReport:
         return bool(self.added or self.updated)
 
 
-def validate_records(raw_records: Sequence[Any], known_topics: frozenset[str]) -> list[PaperRecord]:
+FEED_FORMATS = frozenset({"feed", "arxiv"})
+
+
+def validate_records(
+    raw_records: Sequence[Any], known_topics: frozenset[str], *, from_feed: bool = False
+) -> list[PaperRecord]:
     """Validate every record; the first bad one fails them all, named by its 1-based number."""
     records = []
     for number, raw in enumerate(raw_records, start=1):
         try:
-            records.append(validate_record(raw, known_topics))
+            records.append(validate_record(raw, known_topics, from_feed=from_feed))
         except RecordError as exc:
             raise exc.located(record=number) from None
     return records
@@ -318,7 +323,7 @@ def import_raw_records(
     """Validate and import records read from `source`; raises `RecordError` naming it."""
     report = FileImportReport(file=Path(source), format=fmt)
     try:
-        records = validate_records(raw, tagger.slugs)
+        records = validate_records(raw, tagger.slugs, from_feed=fmt in FEED_FORMATS)
         counts = import_records(session, records, tagger)
     except RecordError as exc:
         raise exc.located(file=source) from None

@@ -226,8 +226,14 @@ def _authors(value: Any) -> list[str]:
     return names
 
 
-def validate_record(raw: Any, known_topics: frozenset[str]) -> PaperRecord:
-    """Check one raw record; raises `RecordError` naming the field (the caller adds where)."""
+def validate_record(
+    raw: Any, known_topics: frozenset[str], *, from_feed: bool = False
+) -> PaperRecord:
+    """Check one raw record; raises `RecordError` naming the field (the caller adds where).
+
+    `from_feed`: the summary is the feed's abstract (longer limit; never replaces a summary
+    a person wrote). Only the source decides this, never a field of the file.
+    """
     if not isinstance(raw, dict):
         raise RecordError(f"must be an object with title, summary, ... (got {type(raw).__name__})")
     current = "record"
@@ -242,7 +248,7 @@ def validate_record(raw: Any, known_topics: frozenset[str]) -> PaperRecord:
 
     try:
         title = text_field("title", MAX_TITLE, one_line=True, required=True)
-        summary_limit = MAX_ABSTRACT if raw.get("summary_is_abstract") else MAX_SUMMARY
+        summary_limit = MAX_ABSTRACT if from_feed else MAX_SUMMARY
         summary = text_field("summary", summary_limit, one_line=False, required=True)
         abstract = text_field("abstract", MAX_ABSTRACT, one_line=False, required=False)
         current = "published"
@@ -285,5 +291,5 @@ def validate_record(raw: Any, known_topics: frozenset[str]) -> PaperRecord:
         abstract=abstract,
         categories=categories,
         day_precision=precise,
-        summary_is_abstract=bool(raw.get("summary_is_abstract")),
+        summary_is_abstract=from_feed,
     )

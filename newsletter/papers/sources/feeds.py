@@ -114,7 +114,6 @@ def read_feed(data: bytes) -> list[Any]:
                 "title": _text(entry, "title"),
                 "summary": abstract,
                 "abstract": abstract,
-                "summary_is_abstract": True,
                 "published": published,
                 "url": url,
                 "authors": authors,
