@@ -35,7 +35,9 @@ def client(settings) -> TestClient:
 
 def mails(settings) -> list:
     """Every email in the outbox, oldest first."""
-    paths = sorted(Path(settings.outbox_dir).glob("*.eml"), key=lambda p: p.stat().st_mtime_ns)
+    paths = sorted(
+        Path(settings.outbox_dir).glob("*.eml"), key=lambda p: (p.stat().st_mtime_ns, p.name)
+    )
     out = []
     for path in paths:
         with path.open("rb") as fh:
@@ -541,7 +543,6 @@ def test_no_open_redirects(client, engine) -> None:
 
 def test_outbox_lists_newest_first_and_shows_a_message(client, settings) -> None:
     client.post("/subscribe", data={"email": "first@example.org"})
-    time.sleep(0.01)
     client.post("/subscribe", data={"email": "second@example.org"})
     page = client.get("/outbox")
     assert page.status_code == 200

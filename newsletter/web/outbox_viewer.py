@@ -50,7 +50,8 @@ def _parse(path: Path) -> EmailMessage:
 
 
 def list_outbox(directory: Path, limit: int = MAX_LISTED) -> list[OutboxEntry]:
-    """Newest first by modification time (file names are delivery ids, not times)."""
+    """Newest first: by modification time, then by name (one-off mails are named by UTC
+    time, which orders those written within one tick of the file system's clock)."""
     if not directory.is_dir():
         return []
     files = []
