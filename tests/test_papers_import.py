@@ -293,6 +293,13 @@ MALFORMED = [
         "1,048,576 characters long; the limit is 5,000",
     ),
     ("latin1.json", GOOD_JSON.replace("Adam", "Ädam").encode("latin-1"), None, None, "UTF-8"),
+    (
+        "latin1-in-utf8.xml",
+        ARXIV.read_bytes().replace(b"Ada Example", b"Ad\xe9 Example"),
+        None,
+        None,
+        "do not match its declared encoding",
+    ),
     ("latin1.txt", LISTING.read_text().encode("utf-8") + b"\n\xe9t\xe9\n", None, None, "UTF-8"),
     (
         "topic.yaml",
@@ -323,6 +330,17 @@ def test_malformed_file_fails_whole_and_others_still_import(
     assert message in str(error) and name in str(error)
     assert good_report.ok and good_report.added == 1
     assert count_papers(engine) == 1  # nothing of the bad file was kept
+
+
+def test_feed_external_entities_are_not_read(engine: Engine, tmp_path: Path) -> None:
+    xxe = f"""<?xml version="1.0"?>
+<!DOCTYPE feed [<!ENTITY x SYSTEM "file://{DATA / "arxiv_error.xml"}">]>
+<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title><id>urn:f</id>
+<entry><title>Leak &x;</title><id>urn:1</id><updated>2026-04-01T00:00:00Z</updated>
+<summary>s</summary></entry></feed>"""
+    (report,) = import_paths(engine, [write(tmp_path, "xxe.atom", xxe)])
+    assert report.error is not None and "not well-formed XML" in str(report.error)
+    assert "arXiv api core" not in str(report.error) and count_papers(engine) == 0
 
 
 def test_a_bad_record_late_in_a_file_keeps_nothing_of_it(engine: Engine, tmp_path: Path) -> None:

@@ -70,7 +70,8 @@ def _arxiv_id(entry: Any, link: str) -> tuple[str | None, str]:
         if m:
             bare = _VERSION.sub("", m.group(1))
             return m.group(1), f"https://arxiv.org/abs/{bare}"
-    return None, link
+    # An entry without a web link (an Atom id such as urn:…) links to a title search.
+    return None, link if link.startswith(("http://", "https://")) else ""
 
 
 def _check_parse(parsed: Any) -> None:
