@@ -294,6 +294,7 @@ def test_preferences_change_topics_pause_and_resume(client, settings, engine) ->
     links = subscribe_and_confirm(client, settings, topics=("optimization", "transformers"))
     page = client.get(links["preferences"])
     assert page.status_code == 200
+    assert page.headers["cache-control"] == "no-store"  # a page behind a personal token
     assert re.search(r'value="optimization" checked', page.text)
     assert not re.search(r'value="graph-learning" checked', page.text)
     saved = client.post(
@@ -403,6 +404,7 @@ def test_archive_lists_sent_issues_newest_first(client, engine) -> None:
     publish(engine, "2026-06", sent=False)
     page = client.get("/issues")
     assert page.status_code == 200
+    assert page.headers["cache-control"].startswith("public")
     assert page.text.index("May 2026") < page.text.index("March 2026")
     assert "June 2026" not in page.text
     landing = client.get("/")

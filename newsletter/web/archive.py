@@ -26,7 +26,7 @@ from newsletter.rendering.variants import issue_topic_slugs, variant_for
 from newsletter.settings import Settings
 from newsletter.transports.base import placeholder
 from newsletter.web.pages import error_page, render_page
-from newsletter.web.security import EMAIL_PAGE_CSP
+from newsletter.web.security import EMAIL_PAGE_CSP, PUBLIC_CACHE
 
 router = APIRouter()
 MONTH_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -93,7 +93,7 @@ def public_substitutions(settings: Settings) -> dict[str, str]:
 def archive(request: Request) -> HTMLResponse:
     with Session(request.app.state.engine) as session:
         issues = sent_issues(session)
-    return render_page(request, "archive.html", issues=issues)
+    return render_page(request, "archive.html", headers=PUBLIC_CACHE, issues=issues)
 
 
 def _atom_time(value: datetime | None) -> str:
@@ -145,6 +145,7 @@ def feed(request: Request) -> Response:
     return Response(
         atom_feed(request.app.state.settings, issues),
         media_type="application/atom+xml; charset=utf-8",
+        headers=PUBLIC_CACHE,
     )
 
 
@@ -170,5 +171,9 @@ def issue_page(request: Request, month: str) -> HTMLResponse:
     page = personalize(rendered, public_substitutions(settings))
     return HTMLResponse(
         page.html,
-        headers={"Content-Security-Policy": EMAIL_PAGE_CSP, "X-Frame-Options": "DENY"},
+        headers={
+            "Content-Security-Policy": EMAIL_PAGE_CSP,
+            "X-Frame-Options": "DENY",
+            **PUBLIC_CACHE,
+        },
     )

@@ -1,5 +1,7 @@
 """Response headers every page carries, and the few request checks routes share.
 
+PUBLIC_CACHE is for pages that are the same for everybody (archive, feed, issue pages).
+
 Headers are added by a plain ASGI middleware (no per-request task switching, unlike
 `BaseHTTPMiddleware`). A route that must be framed by our own pages (the email inside the
 preview and outbox iframes) sets its own `Content-Security-Policy` and `X-Frame-Options`;
@@ -28,14 +30,19 @@ EMAIL_FRAME_HEADERS = {"Content-Security-Policy": EMAIL_FRAME_CSP, "X-Frame-Opti
 # The web version of an issue is the email itself, shown as a page of its own.
 EMAIL_PAGE_CSP = EMAIL_FRAME_CSP.replace("frame-ancestors 'self'", "frame-ancestors 'none'")
 
+PUBLIC_CACHE = {"Cache-Control": "public, max-age=300"}
+
 _DEFAULTS: tuple[tuple[bytes, bytes], ...] = (
     (b"content-security-policy", PAGE_CSP.encode()),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"same-origin"),
     (b"x-content-type-options", b"nosniff"),
     (b"cross-origin-opener-policy", b"same-origin"),
-    (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), interest-cohort=()"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
 )
+# Pages behind a token (preferences, unsubscribe) must never sit in a shared cache; public
+# pages opt in to caching with their own Cache-Control.
+_NO_STORE = (b"cache-control", b"no-store")
 
 
 class SecurityHeadersMiddleware:
@@ -47,11 +54,15 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
 
+        static = scope["path"].startswith("/static/")
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
                 headers.extend(h for h in _DEFAULTS if h[0] not in present)
+                if b"cache-control" not in present and not static:
+                    headers.append(_NO_STORE)
                 message["headers"] = headers
             await send(message)
 
