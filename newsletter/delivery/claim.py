@@ -258,6 +258,17 @@ def delivery_counts(engine: Engine, issue_id: int) -> Counter[str]:
     return Counter({status: count for status, count in rows})
 
 
+def pending_variants(engine: Engine, issue_id: int) -> list[str]:
+    with session_scope(engine) as session:
+        return list(
+            session.execute(
+                select(_D.c.variant)
+                .where(_D.c.issue_id == issue_id, _D.c.status == PENDING)
+                .distinct()
+            ).scalars()
+        )
+
+
 @dataclass(frozen=True)
 class Backlog:
     ready: int  # pending and claimable now

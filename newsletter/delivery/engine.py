@@ -187,6 +187,10 @@ class IssueRun:
         self._total = sum(counts.values())
         self._counts = counts
         self._report()
+        # Compile every variant up front, so a claimed batch is in flight at once: a claim
+        # is what a crash turns into `unknown`, so the claim-to-request gap stays short.
+        for variant in store.pending_variants(self.engine, self.issue.id):  # type: ignore[arg-type]
+            self._rendered(variant)
         threads = [
             threading.Thread(target=self._worker, name=f"send-{i}", daemon=True)
             for i in range(self.settings.send_concurrency)
