@@ -313,6 +313,9 @@ MALFORMED = [
     ("notitle.json", json.dumps([PAPERS[0], dict(PAPERS[1], title=" ")]), 2, "title", "required"),
     ("arxiv.json", json.dumps([dict(PAPERS[0], arxiv_id="not-an-id")]), 1, "arxiv_id", "arXiv"),
     ("empty.json", "[]", None, None, "holds no papers"),
+    ("bad.yaml", "papers:\n  - title: [unclosed\n", None, None, "not valid YAML"),
+    ("object.json", '{"title": "one paper, not a list"}', None, None, "must hold a list"),
+    ("nothing.bin", "\x00\x01 binary?", None, None, "cannot tell the format"),
     ("scalar.json", '["just a string"]', 1, None, "must be an object"),
 ]
 
@@ -330,6 +333,25 @@ def test_malformed_file_fails_whole_and_others_still_import(
     assert message in str(error) and name in str(error)
     assert good_report.ok and good_report.added == 1
     assert count_papers(engine) == 1  # nothing of the bad file was kept
+
+
+def test_format_detected_from_content_without_extension(engine: Engine, tmp_path: Path) -> None:
+    listing = write(tmp_path, "whats-new", LISTING.read_bytes())
+    answer = write(tmp_path, "answer", ARXIV.read_bytes())
+    rows = write(tmp_path, "rows", as_csv(PAPERS))
+    reports = import_paths(engine, [listing, answer, rows])
+    assert [(r.format, r.error) for r in reports] == [
+        ("listing", None),
+        ("feed", None),
+        ("csv", None),
+    ]
+    no_link = ATOM_NO_DATE.split("<entry><title>Undated")[0] + "</feed>"
+    forced = write(
+        tmp_path, "notes.txt", no_link.replace('<link href="https://example.org/1"/>', "")
+    )
+    (report,) = import_paths(engine, [forced], "feed")  # --format wins over the extension
+    assert report.error is None and report.format == "feed"
+    assert papers_by_title(engine)["Dated"][0].url == ""  # urn: id only: a title search
 
 
 def test_feed_external_entities_are_not_read(engine: Engine, tmp_path: Path) -> None:
