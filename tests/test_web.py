@@ -548,6 +548,7 @@ def test_outbox_lists_newest_first_and_shows_a_message(client, settings) -> None
     client.post("/subscribe", data={"email": "second@example.org"})
     page = client.get("/outbox")
     assert page.status_code == 200
+    assert 'href="/outbox"' in client.get("/").text  # the nav points newcomers to it
     assert page.text.index("second@example.org") < page.text.index("first@example.org")
     ids = re.findall(r'href="/outbox/([^"]+)"', page.text)
     message = client.get(f"/outbox/{ids[0]}")
@@ -574,4 +575,6 @@ def test_outbox_does_not_exist_elsewhere(db_url, tmp_path) -> None:
     for settings in (public, smtp):
         client = TestClient(create_app(settings))
         assert client.get("/outbox").status_code == 404
+        assert "/outbox" not in client.post("/subscribe", data={"email": "a@example.org"}).text
+        assert "/outbox" not in client.post("/subscribe", data={"email": "a@example.org"}).text
         assert client.get("/outbox/anything").status_code == 404

@@ -55,6 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(subscription.router)
     app.include_router(archive.router)
     app.include_router(preview.router)
-    if outbox_viewer.outbox_enabled(settings):
+    app.state.local_outbox = outbox_viewer.outbox_enabled(settings)
+    if app.state.local_outbox:
         app.include_router(outbox_viewer.router)
     return app

@@ -40,7 +40,12 @@ def render_page(
     html = (
         environment()
         .get_template(template)
-        .render(settings=settings, site_title=settings.title, **context)
+        .render(
+            settings=settings,
+            site_title=settings.title,
+            local_outbox=request.app.state.local_outbox,
+            **context,
+        )
     )
     return HTMLResponse(html, status_code=status_code, headers=headers)
 
