@@ -405,3 +405,24 @@ def test_cli_list_shows_topics(cli) -> None:
     assert result.exit_code == 0 and "2 papers of 2026-05" in result.output
     assert "scientific-ml" in result.output and "Hypergraph" not in result.output
     assert cli("papers", "list", "--month", "May").exit_code == 2
+
+
+def test_concurrent_imports_of_the_same_papers_both_succeed(engine: Engine, tmp_path: Path) -> None:
+    import threading
+
+    many = [dict(PAPERS[1], title=f"Concurrent paper {i}") for i in range(300)]
+    paths = [write(tmp_path, f"c{n}.json", json.dumps(many)) for n in range(3)]
+    reports: list[FileImportReport] = []
+    barrier = threading.Barrier(len(paths))
+
+    def run(path: Path) -> None:
+        barrier.wait()
+        reports.extend(import_paths(engine, [path]))
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in paths]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.error for r in reports] == [None, None, None]
+    assert sum(r.added for r in reports) == 300 and count_papers(engine) == 300

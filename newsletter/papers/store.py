@@ -25,6 +25,7 @@ from newsletter.papers.tagging import Tagger
 from newsletter.papers.validation import PaperRecord, RecordError, validate_record
 from newsletter.topics import GENERAL_TOPIC
 
+CONCURRENT_RETRIES = 2
 CHUNK = 500  # keys per IN (...) query: well under SQLite's and PostgreSQL's parameter limits
 
 
@@ -338,20 +339,27 @@ def import_in_transaction(
     load: Callable[[Session, Tagger], FileImportReport],
     tagger: Tagger | None = None,
 ) -> FileImportReport:
-    """Run one source's import in its own transaction; any failure keeps nothing of it."""
+    """Run one source's import in its own transaction; any failure keeps nothing of it.
+
+    When a concurrent import stores one of the same papers first (a unique key clash at
+    commit), the import runs once more: it then finds those papers and updates or skips them.
+    """
     make_session = _session_factory(target)
-    with make_session() as session:
-        try:
-            report = load(session, tagger or Tagger.from_session(session))
-            session.commit()
-            return report
-        except RecordError as exc:
-            session.rollback()
-            return FileImportReport(file=Path(source), error=exc.located(file=source))
-        except IntegrityError:
-            session.rollback()
-            message = "another import stored one of these papers at the same time; run it again"
-            return FileImportReport(file=Path(source), error=RecordError(message, file=source))
+    for attempt in range(1, CONCURRENT_RETRIES + 2):
+        with make_session() as session:
+            try:
+                report = load(session, tagger or Tagger.from_session(session))
+                session.commit()
+                return report
+            except RecordError as exc:
+                session.rollback()
+                return FileImportReport(file=Path(source), error=exc.located(file=source))
+            except IntegrityError:
+                session.rollback()
+                if attempt <= CONCURRENT_RETRIES:
+                    continue
+    message = "other imports kept storing the same papers at the same time; run it again"
+    return FileImportReport(file=Path(source), error=RecordError(message, file=source))
 
 
 def import_paths(
