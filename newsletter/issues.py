@@ -101,6 +101,7 @@ LOCKED_STATUSES = frozenset(
 )
 COMPOSABLE_STATUSES = frozenset({IssueStatus.DRAFT, IssueStatus.APPROVED})
 LATE_WINDOW_MONTHS = 3
+MAX_SUBJECT = 300  # Issue.subject column
 
 
 class EmptyMonthError(NewsletterError):
@@ -212,7 +213,12 @@ def compose_issue(
     raises `EmptyMonthError` and creates nothing.
     """
     month = parse_month(month)
-    subject = f"{title} — {month_label(month)}"
+    subject = " ".join(f"{title} — {month_label(month)}".split())  # never a CR/LF in a header
+    if len(subject) > MAX_SUBJECT:
+        raise NewsletterError(
+            f"the subject {subject[:60]!r}… is {len(subject)} characters; the limit is "
+            f"{MAX_SUBJECT}: shorten NEWSLETTER_TITLE"
+        )
     issue = session.exec(select(Issue).where(Issue.month == month)).first()
     if issue is not None and issue.status not in COMPOSABLE_STATUSES:
         raise NewsletterError(

@@ -122,6 +122,14 @@ def test_recompose_with_a_new_title_changes_the_subject(seeded: Engine) -> None:
     assert result.issue.subject == "ML Foundations Monthly — April 2026"
 
 
+def test_subject_is_one_line_and_bounded(seeded: Engine) -> None:
+    with Session(seeded) as session:
+        result = compose_issue(session, "2026-04", "ML\r\nBcc: victim@example.org")
+        assert result.issue.subject == "ML Bcc: victim@example.org — April 2026"
+        with pytest.raises(NewsletterError, match="shorten NEWSLETTER_TITLE"):
+            compose_issue(session, "2026-05", "x" * 400)
+
+
 def test_approved_issue_stays_approved_unless_recompose_changes_it(
     seeded: Engine, tmp_path: Path
 ) -> None:
