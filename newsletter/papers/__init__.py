@@ -1,1 +1,3 @@
-"""Papers in: sources (files, feeds, listing), tagging, and the store."""
+"""Papers in: sources (files, feeds, listing) -> validation -> tagging -> store (one
+transaction per file, bulk, de-duplicated); `arxiv` fetches a month from the arXiv API;
+`links` says where a paper links to."""
