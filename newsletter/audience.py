@@ -131,7 +131,19 @@ def send_welcome(
     _send_one(settings, subscriber, email.subject, email.html, email.text)
 
 
-def request_subscription(
+@dataclass(frozen=True)
+class ConfirmationDue:
+    """A confirmation email that is owed, to send once the request's transaction is over."""
+
+    subscriber: Subscriber
+    topics: list[str]
+    catalog: list[Topic]
+
+    def send(self, settings: Settings) -> None:
+        send_confirmation(settings, self.subscriber, self.topics, self.catalog)
+
+
+def record_subscription(
     engine: Engine,
     settings: Settings,
     email: str,
@@ -140,11 +152,12 @@ def request_subscription(
     client_address: str = "",
     source: str = "web",
     name: str = "",
-) -> lifecycle.SubscribeResult:
-    """Double opt-in step one: record the request, then mail a confirmation if one is due.
+) -> tuple[lifecycle.SubscribeResult, ConfirmationDue | None]:
+    """Double opt-in step one, without the mail: commit the request, say what to send.
 
-    Raises lifecycle.SubscriberError for bad input. The mail goes out after the commit, so a
-    confirmation link never names a row that was rolled back. Two requests for the same new
+    Raises lifecycle.SubscriberError for bad input. The web route sends the mail after its
+    answer has gone out, so the answer takes as long whether or not a mail is due (no
+    timing difference to tell known addresses from new ones). Two requests for the same new
     address at once collide on the unique email; the loser simply runs again.
     """
     topics = list(topics)
@@ -167,8 +180,30 @@ def request_subscription(
         except IntegrityError:
             if attempt == 2:
                 raise
-    if result.send_confirmation:
-        send_confirmation(settings, result.subscriber, chosen, catalog)
+    due = ConfirmationDue(result.subscriber, chosen, catalog) if result.send_confirmation else None
+    return result, due
+
+
+def request_subscription(
+    engine: Engine,
+    settings: Settings,
+    email: str,
+    topics: Iterable[str],
+    *,
+    client_address: str = "",
+    source: str = "web",
+    name: str = "",
+) -> lifecycle.SubscribeResult:
+    """Double opt-in step one: record the request, then mail a confirmation if one is due.
+
+    The mail goes out after the commit, so a confirmation link never names a row that was
+    rolled back.
+    """
+    result, due = record_subscription(
+        engine, settings, email, topics, client_address=client_address, source=source, name=name
+    )
+    if due is not None:
+        due.send(settings)
     return result
 
 

@@ -578,3 +578,19 @@ def test_outbox_does_not_exist_elsewhere(db_url, tmp_path) -> None:
         assert "/outbox" not in client.post("/subscribe", data={"email": "a@example.org"}).text
         assert "/outbox" not in client.post("/subscribe", data={"email": "a@example.org"}).text
         assert client.get("/outbox/anything").status_code == 404
+
+
+def test_subscribe_answers_even_when_the_mail_server_is_down(db_url, tmp_path, engine) -> None:
+    from newsletter.testing.live_server import free_port
+
+    settings = load_settings(
+        var_dir=tmp_path / "var",
+        database_url=db_url,
+        mail_backend="smtp",
+        smtp_url=f"smtp://127.0.0.1:{free_port()}",  # nothing listens there
+        _env_file=None,
+    )
+    client = TestClient(create_app(settings))
+    resp = client.post("/subscribe", data={"email": "patient@example.org"})
+    assert resp.status_code == 200 and "Check your inbox" in resp.text
+    assert subscriber(engine, "patient@example.org").status == "pending"

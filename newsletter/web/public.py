@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlmodel import Session, col, select
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from newsletter import audience
 from newsletter.models import Issue, IssueStatus
+from newsletter.settings import Settings
 from newsletter.web.pages import error_page, render_page
 from newsletter.web.security import client_address
 from subscribers import lifecycle
 from subscribers.tokens import TokenError
 
+log = logging.getLogger(__name__)
 router = APIRouter()
 HONEYPOT_FIELD = "website"  # hidden from people; bots that fill every field give themselves away
 MAX_FORM_FIELDS = 100
@@ -69,11 +74,12 @@ async def subscribe(request: Request) -> HTMLResponse:
     topics = topics_from_form(form)
     if form.get(HONEYPOT_FIELD):
         return render_page(request, "check_inbox.html")
+    settings = request.app.state.settings
     try:
-        await run_in_threadpool(
-            audience.request_subscription,
+        _, due = await run_in_threadpool(
+            audience.record_subscription,
             request.app.state.engine,
-            request.app.state.settings,
+            settings,
             email if isinstance(email, str) else "",
             topics,
             client_address=client_address(request),
@@ -82,8 +88,19 @@ async def subscribe(request: Request) -> HTMLResponse:
         context = await run_in_threadpool(_landing_context, request)
         shown = {"email": email if isinstance(email, str) else "", "topics": set(topics)}
         return render_page(request, "landing.html", 400, **context, form=shown, error=str(exc))
-    # The same answer for new, pending, active, unsubscribed and suppressed addresses.
-    return render_page(request, "check_inbox.html")
+    # The same answer for new, pending, active, unsubscribed and suppressed addresses; the
+    # mail, when one is due, is sent after the answer so its cost does not show in timing.
+    response = render_page(request, "check_inbox.html")
+    if due is not None:
+        response.background = BackgroundTask(_send_after_answer, due, settings)
+    return response
+
+
+def _send_after_answer(due: audience.ConfirmationDue, settings: Settings) -> None:
+    try:
+        due.send(settings)
+    except Exception:  # the answer is gone; the person can simply ask again
+        log.exception("confirmation email to subscriber %s failed", due.subscriber.id)
 
 
 @router.get("/confirm/{token}", response_class=HTMLResponse)
