@@ -177,6 +177,14 @@ def test_subscribe_refuses_a_body_that_is_not_our_form(client, engine) -> None:
         "/subscribe", data={"email": "a@example.org"}, files={"f": ("x.txt", b"hi")}
     )
     assert upload.status_code == 400
+    for content_type, body in (
+        ("multipart/form-data; boundary=zzz", b"--zzz\r\nnonsense"),
+        ("multipart/form-data", b"no boundary at all"),
+        ("application/x-www-form-urlencoded", b"email=%ff%fe%00@example.org"),
+        ("application/json", b'{"email": "a@example.org"}'),
+    ):
+        resp = client.post("/subscribe", content=body, headers={"Content-Type": content_type})
+        assert resp.status_code == 400, content_type
     with Session(engine) as session:
         assert session.exec(select(Subscriber)).all() == []
 

@@ -10,6 +10,8 @@ from sqlmodel import Session, col, select
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 
 from newsletter import audience
 from newsletter.models import Issue, IssueStatus
@@ -46,7 +48,7 @@ async def read_form(request: Request) -> FormData | None:
     """The posted form, or None when the body is not a form we accept (too many fields...)."""
     try:
         return await request.form(max_fields=MAX_FORM_FIELDS, max_files=0)
-    except Exception:
+    except (StarletteHTTPException, MultiPartException):  # Starlette's 400 for a bad form
         return None
 
 
