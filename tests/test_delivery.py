@@ -328,3 +328,36 @@ def test_settings_from_environment_pick_the_sendgrid_transport(settings) -> None
     )
     transport = get_transport(s)
     assert isinstance(transport, SendgridTransport) and transport.host == "http://127.0.0.1:9"
+
+
+def test_smtp_transport_end_to_end_records_refusals(engine, session, small_settings, audience):
+    from newsletter.testing.smtp_sink import SmtpSink
+    from newsletter.transports.smtp import SmtpTransport
+
+    issue, _ = audience
+    with SmtpSink() as sink:
+        sink.reject.add("reader000007@example.org")
+        transport = SmtpTransport(sink.url, timeout=5)
+        try:
+            report = send_issue(engine, small_settings, MONTH, transport=transport)
+        finally:
+            transport.close()
+        received = sorted(r for m in sink.messages for r in m.rcpt_tos)
+    assert report.totals == {"sent": 59, "failed": 1} and report.issue_status == "sent"
+    assert "1 failed" in report.status_reason
+    assert len(received) == len(set(received)) == 59
+    status = issue_status(session, MONTH)
+    assert [(p.email, p.status) for p in status.problems] == [
+        ("reader000007@example.org", "failed")
+    ]
+    assert "550" in status.problems[0].error
+    session.rollback()
+
+
+def test_retry_delay_honours_the_provider_and_backs_off() -> None:
+    policy = RetryPolicy(base_delay=1.0, max_delay=8.0)
+    for _ in range(50):
+        assert 3.0 <= policy.delay(1, retry_after=3.0) <= 3.3  # the provider's reset, plus jitter
+        assert 0.5 <= policy.delay(1, None) <= 1.0
+        assert 2.0 <= policy.delay(3, None) <= 4.0
+        assert 4.0 <= policy.delay(10, None) <= 8.0  # capped

@@ -33,7 +33,7 @@ def make_batch(n: int = 3, **kw: object) -> Batch:
     ]
     fields: dict[str, object] = {
         "subject": "What's new — April 2026",
-        "html": '<p>Hi</p><a href="__NL_UNSUBSCRIBE_URL__">unsubscribe</a>',
+        "html": '<p>Hi</p><a href="__NL_UNSUBSCRIBE_URL__">unsubscribe</a>' + "<p>x</p>\n" * 300,
         "text": "Hi\nUnsubscribe: __NL_UNSUBSCRIBE_URL__\n",
         "recipients": recipients,
         "from_addr": "ML Foundations <newsletter@example.org>",

@@ -113,7 +113,8 @@ class SmtpTransport:
             msg = build_mime(batch, recipient)
         except ValueError as exc:
             return result(Outcome.FAILED, str(exc))
-        data = msg.as_bytes()
+        # SMTP lines end in CRLF; smtplib converts bare LFs only in str messages, not bytes.
+        data = msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
         for attempt in (1, 2):  # a stale pooled connection gets one fresh try
             conn: smtplib.SMTP | None = None
             try:
