@@ -166,7 +166,7 @@ def test_kill_9_mid_send_then_send_again(engine, session, settings, big_audience
     assert {e for e, s in outcomes.items() if s == "sent"} <= set(accepted)
     assert set(Counter(outcomes.values())) <= {"sent", "unknown"}
     # at most the batches in flight when each kill landed (2 threads x one batch each)
-    assert BATCH <= len(unknown) <= kills * 2 * BATCH
+    assert 0 < len(unknown) <= kills * 2 * BATCH
     assert "unknown" in final.stderr + final.stdout  # and the rerun said so
     issue = session.execute(select(Issue).where(Issue.month == MONTH)).scalar_one()
     assert issue.status == "sent"
