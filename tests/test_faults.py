@@ -192,3 +192,41 @@ def test_kill_9_mid_send_then_send_again(engine, session, settings, big_audience
         timeout=60,
     )
     assert again.returncode == 0 and "already sent" in again.stdout
+
+
+def test_two_worker_processes_share_an_issue_exactly_once(
+    engine, session, settings, big_audience, tmp_path
+):
+    from newsletter.delivery import begin_sending, plan_deliveries
+
+    issue = session.execute(select(Issue).where(Issue.month == MONTH)).scalar_one()
+    assert begin_sending(session, issue)
+    plan_deliveries(session, issue, settings)
+    session.rollback()
+    # 429s only: their reset time (1 s) sets the wait, where 5xx back off from 2 s upwards.
+    faults = {"fault_rate": 0.1, "faults": (429,), "rate_limit_reset": 1, "seed": 11}
+    with FakeSendgrid(KEY, latency=0.05, **faults) as fake:
+        env = _cli_env(settings, fake, tmp_path)
+        workers = [
+            subprocess.Popen(
+                _newsletter("worker", "--once"),
+                env=env,
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        outputs = [w.communicate(timeout=120) for w in workers]
+        accepted = Counter(fake.accepted_emails)
+        answers = fake.state.answers
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    assert answers[429] > 0
+    processed = [int(o.split("Processed ")[1].split()[0]) for o, _ in outputs if "Processed" in o]
+    assert sum(processed) == SUBSCRIBERS and len(processed) == 2  # both took a share
+    assert max(accepted.values()) == 1 and set(accepted) == set(big_audience)
+    assert Counter(_outcomes(session).values()) == {"sent": SUBSCRIBERS}
+    session.refresh(issue)
+    assert issue.status == "sent"
+    session.rollback()
