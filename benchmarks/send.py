@@ -86,22 +86,60 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def build_template(root: Path, subscribers: int, variants: int) -> Path:
-    path = root / "template.db"
-    engine = make_engine(f"sqlite:///{path}")
+class Databases:
+    """A seeded template database and fresh copies of it: SQLite files, or PostgreSQL
+    databases created from a template in a throwaway cluster."""
+
+    def __init__(self, root: Path, postgres: bool) -> None:
+        self.root = root
+        self.cluster = None
+        if postgres:
+            from newsletter.testing.postgres import start_cluster
+
+            self.cluster = start_cluster()
+        self.template = self._create("template")
+
+    def _create(self, name: str, template: str | None = None) -> str:
+        if self.cluster is None:
+            path = self.root / f"{name}.db"
+            if template is not None:
+                shutil.copyfile(self.root / f"{template}.db", path)
+            return f"sqlite:///{path}"
+        import psycopg
+
+        with psycopg.connect(
+            f"host=127.0.0.1 port={self.cluster.port} user=postgres dbname=postgres",
+            autocommit=True,
+        ) as conn:
+            suffix = f' TEMPLATE "{template}"' if template else ""
+            conn.execute(f'CREATE DATABASE "{name}"{suffix}')
+        return self.cluster.url(name)
+
+    def copy(self, name: str) -> str:
+        dispose_engines()
+        return self._create(name, "template")
+
+    def close(self) -> None:
+        dispose_engines()
+        if self.cluster is not None:
+            self.cluster.stop()
+
+
+def build_template(url: str, subscribers: int, variants: int) -> str:
+    engine = make_engine(url)
     init_database(engine)
     with Session(engine) as session:
         topics = issue_topics(session, 5)
         seed_issue(session, MONTH, topics, per_topic=3)
         seed_subscribers(session, subscribers, topic_sets(topics, variants))
     engine.dispose()
-    return path
+    return url
 
 
-def settings_for(root: Path, db: Path, **kw: object):
+def settings_for(root: Path, url: str, **kw: object):
     return load_settings(
         var_dir=root / "var",
-        database_url=f"sqlite:///{db}",
+        database_url=url,
         secret_key="bench-secret-key-0123456789",
         postal_address="1 Benchmark Road, Testville",
         batch_size=1000,
@@ -111,10 +149,8 @@ def settings_for(root: Path, db: Path, **kw: object):
     )
 
 
-def run_pipeline(root: Path, template: Path, name: str, transport) -> dict[str, float]:
-    db = root / f"{name}.db"
-    shutil.copyfile(template, db)
-    settings = settings_for(root, db)
+def run_pipeline(root: Path, dbs: Databases, name: str, transport) -> dict[str, float]:
+    settings = settings_for(root, dbs.copy(name))
     engine = make_engine(settings.database_url)
     clear_render_cache()
     started = time.perf_counter()
@@ -131,9 +167,9 @@ def run_pipeline(root: Path, template: Path, name: str, transport) -> dict[str, 
     }
 
 
-def run_naive(root: Path, template: Path, fake: FakeSendgrid, count: int) -> dict[str, float]:
+def run_naive(root: Path, dbs: Databases, fake: FakeSendgrid, count: int) -> dict[str, float]:
     """Per subscriber: full render + one request, sequentially (arxiv-sanity-lite's loop)."""
-    settings = settings_for(root, template)
+    settings = settings_for(root, dbs.copy("naive"))
     engine = make_engine(settings.database_url)
     transport = SendgridTransport(KEY, fake.url)
     with Session(engine) as session:
@@ -176,27 +212,31 @@ def main() -> None:
     parser.add_argument("--variants", type=int, default=20)
     parser.add_argument("--naive", type=int, default=1000, help="subscribers in the naive loop")
     parser.add_argument("--latency", type=float, default=0.1, help="fake SendGrid latency (s)")
+    parser.add_argument(
+        "--postgres", action="store_true", help="a throwaway PostgreSQL cluster, not SQLite"
+    )
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="bench-send-"))
+    dbs = Databases(root, args.postgres)
     try:
         t0 = time.perf_counter()
-        template = build_template(root, args.subscribers, args.variants)
+        build_template(dbs.template, args.subscribers, args.variants)
         print(
             f"seeded {args.subscribers:,} subscribers over {args.variants} topic sets "
             f"in {time.perf_counter() - t0:.1f}s (not timed below)",
             flush=True,
         )
         with FakeSendgrid(KEY, latency=args.latency, record=False) as fake:
-            sendgrid = run_pipeline(root, template, "sendgrid", SendgridTransport(KEY, fake.url))
+            sendgrid = run_pipeline(root, dbs, "sendgrid", SendgridTransport(KEY, fake.url))
             assert fake.state.accepted_count == args.subscribers, fake.state.accepted_count
             print(f"pipeline via fake SendGrid: {sendgrid['seconds']:.1f}s", flush=True)
-            noop = run_pipeline(root, template, "noop", NoopTransport())
+            noop = run_pipeline(root, dbs, "noop", NoopTransport())
             print(f"pipeline via no-op transport: {noop['seconds']:.1f}s", flush=True)
-            naive = run_naive(root, template, fake, args.naive)
+            naive = run_naive(root, dbs, fake, args.naive)
             print(f"naive loop on {args.naive:,}: {naive['seconds']:.1f}s", flush=True)
-        dispose_engines()
     finally:
+        dbs.close()
         shutil.rmtree(root, ignore_errors=True)
 
     scale = args.subscribers / naive["recipients"]
@@ -214,7 +254,8 @@ def main() -> None:
     print()
     print(
         f"{args.subscribers:,} subscribers, {sendgrid['variants']} variants, "
-        f"{args.latency * 1000:.0f} ms per SendGrid request, batch 1000, concurrency 4, SQLite"
+        f"{args.latency * 1000:.0f} ms per SendGrid request, batch 1000, concurrency 4, "
+        f"{'PostgreSQL' if args.postgres else 'SQLite'}"
     )
     print(f"{'run':<44} {'total s':>9} {'recipients/s':>13} {'requests':>9} {'peak RSS MB':>12}")
     for label, r, total, requests in rows:
@@ -229,7 +270,8 @@ def main() -> None:
         "(target ≥ 100x)"
     )
     print(
-        f"100k under 60 s: {'yes' if sendgrid['seconds'] < 60 else 'NO'}; peak RSS (whole process, "
+        f"{args.subscribers:,} under 60 s: {'yes' if sendgrid['seconds'] < 60 else 'NO'}; "
+        "peak RSS (whole process, "
         f"after the pipeline run): {sendgrid['rss']:.0f} MB (target < 300 MB)"
     )
 
