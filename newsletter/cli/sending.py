@@ -62,7 +62,10 @@ def run_send(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("sent {task.fields[sent]} · failed {task.fields[failed]} · "),
+            TextColumn(
+                "sent {task.fields[sent]} · failed {task.fields[failed]} · "
+                "left {task.fields[left]} ·"
+            ),
             TextColumn("{task.fields[rate]}/s"),
             TimeElapsedColumn(),
             TextColumn("ETA"),
@@ -72,13 +75,19 @@ def run_send(
             disable=dry_run,
         ) as bar,
     ):
-        task = bar.add_task(f"Sending {month}", total=None, sent=0, failed=0, rate="–")
+        task = bar.add_task(f"Sending {month}", total=None, sent=0, failed=0, left="?", rate="–")
 
         def progress(p: SendProgress) -> None:
             elapsed = bar.tasks[task].elapsed or 0.0
             rate = f"{p.sent / elapsed:,.0f}" if elapsed > 0.5 else "–"
             bar.update(
-                task, total=p.total, completed=p.done, sent=p.sent, failed=p.failed, rate=rate
+                task,
+                total=p.total,
+                completed=p.done,
+                sent=p.sent,
+                failed=p.failed,
+                left=p.remaining,
+                rate=rate,
             )
 
         report = send_issue(
