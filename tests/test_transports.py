@@ -188,3 +188,32 @@ def test_smtp_reconnects_after_the_server_drops_the_connection() -> None:
         finally:
             transport.close()
         assert len(sink.messages) == 2
+
+
+def test_smtp_url_options() -> None:
+    secure = SmtpTransport("smtps://user%40x.org:p%3Ass@mail.example.org")
+    assert (secure.use_ssl, secure.port, secure.username, secure.password) == (
+        True,
+        465,
+        "user@x.org",
+        "p:ss",
+    )
+    assert not secure.starttls
+    plain = SmtpTransport("smtp://mail.example.org:2525?starttls=1")
+    assert (plain.use_ssl, plain.port, plain.starttls, plain.username) == (
+        False,
+        2525,
+        True,
+        "",
+    )
+
+
+def test_smtp_unreachable_server_retries_the_whole_batch_at_once() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    transport = SmtpTransport(f"smtp://127.0.0.1:{port}", timeout=2)
+    results = transport.send_batch(make_batch(5))
+    assert [r.outcome for r in results] == [Outcome.RETRY] * 5
+    assert [r.delivery_id for r in results] == [100, 101, 102, 103, 104]
+    assert all("unreachable" in r.error for r in results)

@@ -24,6 +24,7 @@ from newsletter.transports.base import (
 )
 
 DEFAULT_TIMEOUT = 30.0
+UNREACHABLE = "SMTP server unreachable"
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -94,9 +95,19 @@ class SmtpTransport:
 
     def send_batch(self, batch: Batch) -> list[RecipientResult]:
         sender = parseaddr(batch.from_addr)[1]
-        results = []
-        for recipient in batch.recipients:
-            results.append(self._send_one(batch, recipient, sender))
+        results: list[RecipientResult] = []
+        for i, recipient in enumerate(batch.recipients):
+            result = self._send_one(batch, recipient, sender)
+            results.append(result)
+            if result.error.startswith(UNREACHABLE):
+                # Do not wait out a connect timeout per recipient: the rest waits for a retry.
+                results += [
+                    RecipientResult(
+                        r.email, Outcome.RETRY, error=result.error, delivery_id=r.delivery_id
+                    )
+                    for r in batch.recipients[i + 1 :]
+                ]
+                break
         return results
 
     def _send_one(self, batch: Batch, recipient: Recipient, sender: str) -> RecipientResult:
@@ -142,7 +153,7 @@ class SmtpTransport:
                 if conn is not None:
                     self._drop(conn)
                 if attempt == 2:
-                    return result(Outcome.RETRY, f"SMTP server unreachable: {exc}")
+                    return result(Outcome.RETRY, f"{UNREACHABLE}: {exc}")
         raise AssertionError("unreachable")
 
     @staticmethod
