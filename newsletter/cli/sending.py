@@ -151,6 +151,13 @@ def print_status(engine: Engine, month: str) -> None:
         report = issue_status(session, month)
     reason = f" — {report.status_reason}" if report.status_reason else ""
     console.print(f"Issue {month}: {report.issue_status}{reason}", markup=False)
+    times = [
+        f"{label} {when:%Y-%m-%d %H:%M} UTC"
+        for label, when in (("started", report.send_started_at), ("finished", report.sent_at))
+        if when is not None
+    ]
+    if times:
+        console.print("Sending " + ", ".join(times) + ".", markup=False)
     table = Table(show_header=True, header_style="bold")
     table.add_column("status")
     table.add_column("deliveries", justify="right")
