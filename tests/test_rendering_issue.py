@@ -99,6 +99,14 @@ def test_forty_papers_stay_under_gmail_clipping(
     assert len(filled.html.encode()) < GMAIL_CLIP_BYTES
 
 
+def test_email_loads_nothing_from_third_parties(
+    session: Session, issue: Issue, settings: Settings
+) -> None:
+    html = render_issue_variant(session, issue, EVERYTHING, settings).html
+    assert "fonts.googleapis.com" not in html and "@import" not in html
+    assert "<link" not in html  # no remote stylesheet: opening the email tells nobody
+
+
 def test_each_paper_link_is_in_its_variants_main_part_only(
     session: Session, issue: Issue, settings: Settings
 ) -> None:

@@ -73,7 +73,9 @@ def render_template(name: str, context: dict[str, Any]) -> str:
 def compile_mjml(source: str, template_name: str = "email") -> str:
     """MJML -> HTML; a malformed template is reported with its name, not a Rust panic text."""
     try:
-        return mjml2html(source, disable_comments=True)
+        # fonts={}: MRML would otherwise import Roboto etc. from Google Fonts, a third-party
+        # request on every open that leaks readers' addresses; the system font stack is enough.
+        return mjml2html(source, disable_comments=True, fonts={})
     except Exception as exc:  # mrml raises its own error types
         raise NewsletterError(f"email template {template_name} did not compile: {exc}") from None
 
