@@ -8,7 +8,6 @@ import json
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -29,11 +28,10 @@ def keypair():
 
 @pytest.fixture
 def client(settings, engine, keypair):
-    app = FastAPI()
-    app.state.settings = settings.model_copy(update={"sendgrid_webhook_key": keypair[1]})
-    app.state.engine = engine
-    app.include_router(webhooks.router)
-    return TestClient(app)
+    from newsletter.web.app import create_app
+
+    # the real app, so the router's wiring and the app's middleware are part of the test
+    return TestClient(create_app(settings.model_copy(update={"sendgrid_webhook_key": keypair[1]})))
 
 
 def signed(private, body: bytes, timestamp: str = "1767225600") -> dict[str, str]:
