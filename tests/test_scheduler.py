@@ -266,3 +266,19 @@ def test_sigterm_mid_send_then_restart_misses_and_duplicates_nobody(
         accepted = Counter(fake.accepted_emails)
     assert len(accepted) == readers and max(accepted.values()) == 1
     assert _deliveries(session, month) == {"sent": readers}
+
+
+def test_status_shows_missed_and_empty_runs(engine, session, settings, sample) -> None:
+    now = datetime(2026, 5, 3, 9, tzinfo=UTC)
+    run_monthly_job(engine, settings, scheduled_for=now - timedelta(hours=48), now=now)
+    run_monthly_job(engine, settings, month="2026-01")
+    status = [sys.executable, "-m", "newsletter", "issue", "status"]
+    env = {**_env(settings), "COLUMNS": "200"}
+    missed = subprocess.run([*status, "2026-04"], env=env, capture_output=True, text=True)
+    assert missed.returncode == 0, missed.stderr
+    assert "Issue 2026-04: draft" in missed.stdout and "missed: scheduled for" in missed.stdout
+    empty = subprocess.run([*status, "2026-01"], env=env, capture_output=True, text=True)
+    assert empty.returncode == 0, empty.stderr
+    assert "There is no issue for 2026-01" in empty.stdout and "empty: nothing sent" in empty.stdout
+    nothing = subprocess.run([*status, "2025-01"], env=env, capture_output=True, text=True)
+    assert nothing.returncode == 1 and "no issue" in nothing.stderr

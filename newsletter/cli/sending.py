@@ -146,9 +146,31 @@ def run_send(
     return 0
 
 
+def _print_job_runs(runs: list) -> None:
+    """The monthly job's runs for the month: an empty, missed or failed run is never silent."""
+    if not runs:
+        return
+    console.print("Scheduled job runs:", markup=False)
+    for run in runs:
+        when = run.scheduled_for or run.started_at
+        console.print(f"  {when:%Y-%m-%d %H:%M} UTC  {run.outcome}: {run.message}", markup=False)
+
+
 def print_status(engine: Engine, month: str) -> None:
+    from newsletter.errors import NewsletterError
+    from newsletter.scheduler import job_runs
+
     with session_scope(engine) as session:
-        report = issue_status(session, month)
+        runs = job_runs(session, month)
+        try:
+            report = issue_status(session, month)
+        except NewsletterError:
+            if not runs:
+                raise
+            console.print(f"There is no issue for {month}.", markup=False)
+            _print_job_runs(runs)
+            return
+    _print_job_runs(runs)
     reason = f" — {report.status_reason}" if report.status_reason else ""
     console.print(f"Issue {month}: {report.issue_status}{reason}", markup=False)
     times = [
