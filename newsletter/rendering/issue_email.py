@@ -15,13 +15,13 @@ from urllib.parse import urlsplit
 
 from sqlmodel import Session, select
 
-from newsletter.issues import IssueContents, IssueEntry, load_issue_contents
+from newsletter.issues import IssueContents, IssueEntry, load_issue_contents, month_label
 from newsletter.models import Issue, Paper, Topic
 from newsletter.papers.links import paper_link
 from newsletter.rendering.message import RenderedEmail, header_safe
 from newsletter.rendering.message import _segments as _segments_cache
 from newsletter.rendering.recipients import _signed_links
-from newsletter.rendering.templates import TEMPLATE_VERSION, month_label, render_email_parts
+from newsletter.rendering.templates import TEMPLATE_VERSION, render_email_parts
 from newsletter.rendering.variants import EVERYTHING, NO_MATCH, parse_variant
 from newsletter.settings import Settings
 from newsletter.transports.base import placeholder

@@ -14,24 +14,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from mjml import mjml2html
 
 from newsletter.errors import NewsletterError
+from newsletter.issues import month_label
 from newsletter.settings import REPO_ROOT
 
 EMAIL_TEMPLATE_DIR = REPO_ROOT / "templates" / "email"
-
-_MONTHS = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-]
 
 
 def _template_fingerprint() -> str:
@@ -44,12 +30,6 @@ def _template_fingerprint() -> str:
 
 
 TEMPLATE_VERSION = _template_fingerprint()
-
-
-def month_label(month: str) -> str:
-    """`2026-05` -> `May 2026`, independent of the process locale."""
-    year, _, number = month.partition("-")
-    return f"{_MONTHS[int(number) - 1]} {year}"
 
 
 @lru_cache(maxsize=1)

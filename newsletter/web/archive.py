@@ -17,11 +17,10 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from newsletter.issues import load_issue_contents
+from newsletter.issues import load_issue_contents, month_label
 from newsletter.models import Issue, IssuePaper, IssueStatus, Topic
 from newsletter.rendering import personalize
 from newsletter.rendering.issue_email import render_issue_variant
-from newsletter.rendering.templates import month_label
 from newsletter.rendering.variants import issue_topic_slugs, variant_for
 from newsletter.settings import Settings
 from newsletter.transports.base import placeholder
