@@ -25,7 +25,7 @@ from sqlmodel import Session, select
 
 from newsletter import audience
 from newsletter.models import Issue
-from newsletter.rendering.preview import render_preview
+from newsletter.rendering.preview import Preview, render_preview
 from newsletter.settings import Settings
 from newsletter.web.archive import (
     MONTH_RE,
@@ -73,6 +73,19 @@ def _viewable_issue(request: Request, session: Session, month: str) -> Issue | N
     return issue
 
 
+def _viewable_preview(
+    request: Request, session: Session, month: str, topics: list[str]
+) -> Preview | Response:
+    """The email for these topics, or the page saying why this viewer cannot have it."""
+    issue = _viewable_issue(request, session, month)
+    if issue is None:
+        return no_issue_page(request, month)
+    unknown = unknown_topics(session, topics)
+    if unknown:
+        return bad_topics_page(request, unknown)
+    return render_preview(session, month, topics, request.app.state.settings)
+
+
 def _query(topics: list[str]) -> str:
     return urlencode({"topics": ",".join(topics)}) if topics else ""
 
@@ -99,14 +112,10 @@ def preview_page(request: Request, month: str) -> Response:
         )
         return response
     with Session(request.app.state.engine) as session:
-        issue = _viewable_issue(request, session, month)
-        if issue is None:
-            return no_issue_page(request, month)
-        unknown = unknown_topics(session, topics)
-        if unknown:
-            return bad_topics_page(request, unknown)
+        preview = _viewable_preview(request, session, month, topics)
+        if isinstance(preview, Response):
+            return preview
         catalog = audience.topic_catalog(session)
-        preview = render_preview(session, month, topics, settings)
     query = _query(topics)
     return render_page(
         request,
@@ -122,16 +131,11 @@ def preview_page(request: Request, month: str) -> Response:
 @router.get("/issues/{month}/preview/email", response_class=HTMLResponse)
 def preview_email(request: Request, month: str) -> Response:
     """The email HTML alone: the only document our own pages may frame."""
-    settings: Settings = request.app.state.settings
     if not MONTH_RE.match(month):
         return no_issue_page(request, month)
     topics = parse_topics(request.query_params.getlist("topics"))
     with Session(request.app.state.engine) as session:
-        issue = _viewable_issue(request, session, month)
-        if issue is None:
-            return no_issue_page(request, month)
-        unknown = unknown_topics(session, topics)
-        if unknown:
-            return bad_topics_page(request, unknown)
-        preview = render_preview(session, month, topics, settings)
+        preview = _viewable_preview(request, session, month, topics)
+    if isinstance(preview, Response):
+        return preview
     return HTMLResponse(preview.email.html, headers=EMAIL_FRAME_HEADERS)
