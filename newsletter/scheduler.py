@@ -134,29 +134,29 @@ def start_send(
     Returns None when another process already started this issue. With the embedded SQLite
     default no separate worker runs, so the caller delivers; with PostgreSQL, workers drain.
     """
-    from newsletter.delivery import begin_sending, plan_deliveries, send_issue
+    from newsletter.delivery import (
+        begin_sending,
+        plan_deliveries,
+        require_postal_address,
+        send_issue,
+    )
 
-    if not settings.postal_address:
-        raise NewsletterError(
-            "NEWSLETTER_POSTAL_ADDRESS is not set: bulk mail must show a postal address "
-            "(CAN-SPAM); set it and run again"
-        )
+    require_postal_address(settings)
+    if deliver_here is None:
+        deliver_here = settings.is_sqlite
     with session_scope(engine) as session:
         issue = session.exec(select(Issue).where(Issue.month == month)).one()
         if not begin_sending(session, issue):
             return None
-    with session_scope(engine) as session:
-        issue = session.exec(select(Issue).where(Issue.month == month)).one()
-        plan = plan_deliveries(session, issue, settings)
-    if deliver_here is None:
-        deliver_here = settings.is_sqlite
-    if not deliver_here:
-        return JobOutcome(
-            month,
-            "sending",
-            f"{plan.recipients} deliveries planned over {len(plan.variants)} variant(s); "
-            "`newsletter worker` processes deliver them",
-        )
+        if not deliver_here:
+            plan = plan_deliveries(session, issue, settings)
+            return JobOutcome(
+                month,
+                "sending",
+                f"{plan.recipients} deliveries planned over {len(plan.variants)} variant(s); "
+                "`newsletter worker` processes deliver them",
+            )
+    # send_issue plans (idempotently) and delivers in this process.
     report = send_issue(engine, settings, month, transport=transport, stop=stop)
     counts = ", ".join(f"{n} {status}" for status, n in sorted(report.totals.items()) if n)
     if report.issue_status == IssueStatus.SENT:

@@ -7,6 +7,7 @@ from newsletter.delivery.engine import (
     SendReport,
     drain,
     finish_if_done,
+    require_postal_address,
     send_issue,
     send_test_copy,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "new_worker_id",
     "plan_deliveries",
     "preview_plan",
+    "require_postal_address",
     "send_issue",
     "send_test_copy",
 ]

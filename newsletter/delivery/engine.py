@@ -135,7 +135,8 @@ def _find_issue(session: Session, month: str) -> Issue:
     return issue
 
 
-def _require_postal_address(settings: Settings) -> None:
+def require_postal_address(settings: Settings) -> None:
+    """Bulk mail must carry a postal address (CAN-SPAM): refuse before anything is sent."""
     if not settings.postal_address.strip():
         raise NewsletterError(
             "NEWSLETTER_POSTAL_ADDRESS is not set: bulk mail must show a postal address "
@@ -449,7 +450,7 @@ def send_issue(
 
     A second run finishes what a crash or a pause left; an issue already sent sends nothing.
     """
-    _require_postal_address(settings)
+    require_postal_address(settings)
     started = time.monotonic()
     stop = stop or threading.Event()
     # SQLite allows one writer: never open a second connection while this session is open.
@@ -540,7 +541,7 @@ def drain(
     policy: RetryPolicy | None = None,
 ) -> int:
     """One pass over every issue that is `sending`; returns deliveries processed."""
-    _require_postal_address(settings)
+    require_postal_address(settings)
     with session_scope(engine) as session:
         issues = (
             session.execute(
