@@ -33,10 +33,6 @@ class IssueContents:
     topics: tuple[Topic, ...]  # topics with at least one entry, in taxonomy order
     entries: tuple[IssueEntry, ...]  # ordered by section (taxonomy order), then position
 
-    @property
-    def topic_slugs(self) -> frozenset[str]:
-        return frozenset(t.slug for t in self.topics)
-
 
 def load_issue_contents(session: Session, issue: Issue) -> IssueContents:
     """The issue's papers grouped by section in taxonomy order (three queries, any size)."""
