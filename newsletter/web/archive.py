@@ -8,7 +8,6 @@ topic selection by the renderer, so serving it costs one substitution.
 from __future__ import annotations
 
 import html
-import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
@@ -17,10 +16,10 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from newsletter.issues import load_issue_contents, month_label
+from newsletter.issues import MONTH_RE, load_issue_contents, month_label
 from newsletter.models import Issue, IssuePaper, IssueStatus, Topic
 from newsletter.rendering import personalize
-from newsletter.rendering.issue_email import render_issue_variant
+from newsletter.rendering.issue_email import issue_subject, render_issue_variant
 from newsletter.rendering.variants import issue_topic_slugs, variant_for
 from newsletter.settings import Settings
 from newsletter.transports.base import placeholder
@@ -28,7 +27,6 @@ from newsletter.web.pages import error_page, render_page
 from newsletter.web.security import EMAIL_PAGE_CSP, PUBLIC_CACHE
 
 router = APIRouter()
-MONTH_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 ATOM = "http://www.w3.org/2005/Atom"
 
 
@@ -124,7 +122,7 @@ def atom_feed(settings: Settings, issues: list[tuple[Issue, int]]) -> bytes:
         url = f"{settings.base_url}/issues/{issue.month}"
         entry = sub(feed, "entry")
         sub(entry, "id", url)
-        sub(entry, "title", issue.subject or f"{settings.title} — {month_label(issue.month)}")
+        sub(entry, "title", issue_subject(issue, settings))
         sub(entry, "updated", _atom_time(issue.sent_at))
         sub(entry, "published", _atom_time(issue.sent_at))
         sub(entry, "link", rel="alternate", type="text/html", href=url)
