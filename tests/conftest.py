@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
+from typer.testing import CliRunner, Result
 
 from newsletter.bootstrap import init_database
 from newsletter.db import dispose_engines, make_engine
@@ -109,6 +110,44 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
         postal_address="1 Test Street, Testville",
         _env_file=None,
     )
+
+
+@pytest.fixture
+def cli_env(settings: Settings) -> Callable[..., dict[str, str]]:
+    """Build the environment of a `python -m newsletter` subprocess on this test's database.
+
+    The caller's own NEWSLETTER_*/SENDGRID_* variables are dropped; keywords add or override.
+    """
+
+    def build(**extra: str) -> dict[str, str]:
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("NEWSLETTER_", "SENDGRID_"))
+        }
+        env.update(
+            NEWSLETTER_DATABASE_URL=settings.database_url,
+            NEWSLETTER_VAR_DIR=str(settings.var_dir),
+            NEWSLETTER_SECRET_KEY=settings.secret_key,
+            NEWSLETTER_POSTAL_ADDRESS=settings.postal_address,
+            COLUMNS="200",
+        )
+        env.update(extra)
+        return env
+
+    return build
+
+
+@pytest.fixture
+def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Result]]:
+    """Invoke the `newsletter` app in-process (Typer's runner) on this test's database."""
+    from newsletter.cli import app
+    from newsletter.settings import get_settings
+
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("NEWSLETTER_VAR_DIR", str(settings.var_dir))
+    get_settings.cache_clear()
+    runner = CliRunner()
+    yield lambda *args: runner.invoke(app, list(args))
+    get_settings.cache_clear()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
-from typer.testing import CliRunner
 
 from newsletter.errors import NewsletterError
 from newsletter.issues import (
@@ -219,19 +218,6 @@ def test_papers_without_topics_go_to_general(engine: Engine) -> None:
         session.commit()
     compose(engine, "2026-03")
     assert listed(engine, "2026-03") == [("general", "Untopiced", 0, False)]
-
-
-@pytest.fixture
-def cli(settings, monkeypatch: pytest.MonkeyPatch):
-    from newsletter.cli import app
-    from newsletter.settings import get_settings
-
-    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("NEWSLETTER_VAR_DIR", str(settings.var_dir))
-    get_settings.cache_clear()
-    runner = CliRunner()
-    yield lambda *args: runner.invoke(app, list(args))
-    get_settings.cache_clear()
 
 
 def test_cli_compose(cli) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -31,20 +30,6 @@ def seeded(session: Session) -> Issue:
     return issue
 
 
-def _env(settings, tmp_path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSLETTER_", "SENDGRID_"))}
-    env.update(
-        NEWSLETTER_DATABASE_URL=settings.database_url,
-        NEWSLETTER_VAR_DIR=str(tmp_path / "var"),
-        NEWSLETTER_SECRET_KEY=settings.secret_key,
-        NEWSLETTER_POSTAL_ADDRESS="1 Test Street, Testville",
-        NEWSLETTER_BATCH_SIZE="10",
-        COLUMNS="200",
-    )
-    env.update(extra)
-    return env
-
-
 def _run(env, tmp_path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "newsletter", *args],
@@ -62,8 +47,10 @@ def _statuses(session: Session) -> Counter[str]:
     return counts
 
 
-def test_send_dry_run_test_copy_send_status_and_resend(settings, session, seeded, tmp_path):
-    env = _env(settings, tmp_path)
+def test_send_dry_run_test_copy_send_status_and_resend(
+    settings, cli_env, session, seeded, tmp_path
+):
+    env = cli_env(NEWSLETTER_BATCH_SIZE="10")
     dry = _run(env, tmp_path, "issue", "send", MONTH, "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "Dry run of 2026-04: 40 recipient(s) in 4 variant(s)" in dry.stdout
@@ -91,13 +78,13 @@ def test_send_dry_run_test_copy_send_status_and_resend(settings, session, seeded
     ]
 
 
-def test_send_fails_cleanly_on_bad_input(settings, seeded, tmp_path):
-    env = _env(settings, tmp_path, NEWSLETTER_POSTAL_ADDRESS="")
+def test_send_fails_cleanly_on_bad_input(settings, cli_env, seeded, tmp_path):
+    env = cli_env(NEWSLETTER_BATCH_SIZE="10", NEWSLETTER_POSTAL_ADDRESS="")
     no_address = _run(env, tmp_path, "issue", "send", MONTH)
     assert no_address.returncode == 1
     assert "NEWSLETTER_POSTAL_ADDRESS" in no_address.stderr
     assert "Traceback" not in no_address.stderr and len(no_address.stderr.splitlines()) <= 2
-    env = _env(settings, tmp_path)
+    env = cli_env(NEWSLETTER_BATCH_SIZE="10")
     assert _run(env, tmp_path, "issue", "send", "April").returncode == 2
     missing = _run(env, tmp_path, "issue", "status", "2031-01")
     assert missing.returncode == 1 and "no issue for 2031-01" in missing.stderr
@@ -105,11 +92,10 @@ def test_send_fails_cleanly_on_bad_input(settings, seeded, tmp_path):
     assert bad.returncode == 1 and "not a valid email" in bad.stderr
 
 
-def test_paused_send_exits_1_with_the_reason(settings, session, seeded, tmp_path):
+def test_paused_send_exits_1_with_the_reason(settings, cli_env, session, seeded, tmp_path):
     with FakeSendgrid(KEY) as fake:
-        env = _env(
-            settings,
-            tmp_path,
+        env = cli_env(
+            NEWSLETTER_BATCH_SIZE="10",
             NEWSLETTER_MAIL_BACKEND="sendgrid",
             SENDGRID_API_KEY="SG.wrong-key",
             NEWSLETTER_SENDGRID_HOST=fake.url,
@@ -120,14 +106,15 @@ def test_paused_send_exits_1_with_the_reason(settings, session, seeded, tmp_path
     assert _statuses(session) == {"pending": 40}
 
 
-def test_worker_once_drains_and_sigterm_finishes_the_batch(settings, session, seeded, tmp_path):
+def test_worker_once_drains_and_sigterm_finishes_the_batch(
+    settings, cli_env, session, seeded, tmp_path
+):
     begin_sending(session, seeded)
     plan_deliveries(session, seeded, settings)
     session.rollback()
     with FakeSendgrid(KEY, latency=0.3) as fake:
-        env = _env(
-            settings,
-            tmp_path,
+        env = cli_env(
+            NEWSLETTER_BATCH_SIZE="10",
             NEWSLETTER_MAIL_BACKEND="sendgrid",
             SENDGRID_API_KEY=KEY,
             NEWSLETTER_SENDGRID_HOST=fake.url,

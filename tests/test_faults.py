@@ -105,33 +105,28 @@ def test_injected_429_500_503_and_unsubscribes_every_subscriber_exactly_once(
     assert report.run.retried > 0
 
 
-def _cli_env(settings, fake: FakeSendgrid, tmp_path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSLETTER_", "SENDGRID_"))}
-    env.update(
-        NEWSLETTER_DATABASE_URL=settings.database_url,
-        NEWSLETTER_VAR_DIR=str(tmp_path / "var"),
-        NEWSLETTER_SECRET_KEY=settings.secret_key,
-        NEWSLETTER_POSTAL_ADDRESS="1 Test Street, Testville",
+def _sendgrid_env(cli_env, fake: FakeSendgrid) -> dict[str, str]:
+    return cli_env(
         NEWSLETTER_MAIL_BACKEND="sendgrid",
         SENDGRID_API_KEY=KEY,
         NEWSLETTER_SENDGRID_HOST=fake.url,
         NEWSLETTER_BATCH_SIZE=str(BATCH),
         NEWSLETTER_SEND_CONCURRENCY="2",
-        COLUMNS="200",
     )
-    return env
 
 
 def _newsletter(*args: str) -> list[str]:
     return [sys.executable, "-m", "newsletter", *args]
 
 
-def test_kill_9_mid_send_then_send_again(engine, session, settings, big_audience, tmp_path):
+def test_kill_9_mid_send_then_send_again(
+    engine, session, settings, big_audience, tmp_path, cli_env
+):
     rng = random.Random(int(os.environ.get("FAULT_SEED", "5")))
     kill_after = sorted(rng.sample(range(2, 18), 3))  # requests seen by the fake
     kills = 0
     with FakeSendgrid(KEY, latency=0.2) as fake:
-        env = _cli_env(settings, fake, tmp_path)
+        env = _sendgrid_env(cli_env, fake)
         for threshold in kill_after:
             proc = subprocess.Popen(
                 _newsletter("issue", "send", MONTH),
@@ -195,7 +190,7 @@ def test_kill_9_mid_send_then_send_again(engine, session, settings, big_audience
 
 
 def test_two_worker_processes_share_an_issue_exactly_once(
-    engine, session, settings, big_audience, tmp_path
+    engine, session, settings, big_audience, tmp_path, cli_env
 ):
     from newsletter.delivery import begin_sending, plan_deliveries
 
@@ -206,7 +201,7 @@ def test_two_worker_processes_share_an_issue_exactly_once(
     # 429s only: their reset time (1 s) sets the wait, where 5xx back off from 2 s upwards.
     faults = {"fault_rate": 0.1, "faults": (429,), "rate_limit_reset": 1, "seed": 11}
     with FakeSendgrid(KEY, latency=0.05, **faults) as fake:
-        env = _cli_env(settings, fake, tmp_path)
+        env = _sendgrid_env(cli_env, fake)
         workers = [
             subprocess.Popen(
                 _newsletter("worker", "--once"),

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
-from typer.testing import CliRunner
 
 from newsletter.models import Paper, PaperTopic
 from newsletter.papers.links import paper_link
@@ -371,19 +370,6 @@ def test_a_bad_record_late_in_a_file_keeps_nothing_of_it(engine: Engine, tmp_pat
     (report,) = import_paths(engine, [write(tmp_path, "many.json", json.dumps(many))])
     assert report.error is not None and report.error.record == 51
     assert count_papers(engine) == 0
-
-
-@pytest.fixture
-def cli(settings, monkeypatch: pytest.MonkeyPatch):
-    from newsletter.cli import app
-    from newsletter.settings import get_settings
-
-    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("NEWSLETTER_VAR_DIR", str(settings.var_dir))
-    get_settings.cache_clear()
-    runner = CliRunner()
-    yield lambda *args: runner.invoke(app, list(args))
-    get_settings.cache_clear()
 
 
 def test_cli_import_reports_each_file_and_exits_1_on_a_bad_one(cli, tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -180,23 +179,13 @@ def test_two_clocks_firing_together_send_once(engine, session, settings) -> None
     assert len(_outbox(settings)) == READERS
 
 
-def _env(settings, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSLETTER_", "SENDGRID_"))}
-    env.update(
-        NEWSLETTER_DATABASE_URL=settings.database_url,
-        NEWSLETTER_VAR_DIR=str(settings.var_dir),
-        NEWSLETTER_SECRET_KEY=settings.secret_key,
-        NEWSLETTER_POSTAL_ADDRESS=settings.postal_address,
-        **extra,
-    )
-    return env
-
-
-def test_two_monthly_processes_at_once_send_once(engine, session, settings, sample) -> None:
+def test_two_monthly_processes_at_once_send_once(
+    engine, session, settings, sample, cli_env
+) -> None:
     cmd = [sys.executable, "-m", "newsletter", "monthly", "--month", "2026-04"]
     procs = [
         subprocess.Popen(
-            cmd, env=_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            cmd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         for _ in range(2)
     ]
@@ -207,7 +196,7 @@ def test_two_monthly_processes_at_once_send_once(engine, session, settings, samp
 
 
 def test_sigterm_mid_send_then_restart_misses_and_duplicates_nobody(
-    engine, session, settings, tmp_path
+    engine, session, settings, tmp_path, cli_env
 ) -> None:
     """The clock catches up on a just-missed fire time and starts sending; SIGTERM lands
     mid-send (on PostgreSQL the clock only plans and a worker sends, so the worker gets it)."""
@@ -223,8 +212,7 @@ def test_sigterm_mid_send_then_restart_misses_and_duplicates_nobody(
     session.commit()
     key = "SG.clock-test"
     with FakeSendgrid(key, latency=0.15) as fake:
-        env = _env(
-            settings,
+        env = cli_env(
             NEWSLETTER_MAIL_BACKEND="sendgrid",
             SENDGRID_API_KEY=key,
             NEWSLETTER_SENDGRID_HOST=fake.url,
@@ -268,12 +256,12 @@ def test_sigterm_mid_send_then_restart_misses_and_duplicates_nobody(
     assert _deliveries(session, month) == {"sent": readers}
 
 
-def test_status_shows_missed_and_empty_runs(engine, session, settings, sample) -> None:
+def test_status_shows_missed_and_empty_runs(engine, session, settings, sample, cli_env) -> None:
     now = datetime(2026, 5, 3, 9, tzinfo=UTC)
     run_monthly_job(engine, settings, scheduled_for=now - timedelta(hours=48), now=now)
     run_monthly_job(engine, settings, month="2026-01")
     status = [sys.executable, "-m", "newsletter", "issue", "status"]
-    env = {**_env(settings), "COLUMNS": "200"}
+    env = cli_env()
     missed = subprocess.run([*status, "2026-04"], env=env, capture_output=True, text=True)
     assert missed.returncode == 0, missed.stderr
     assert "Issue 2026-04: draft" in missed.stdout and "missed: scheduled for" in missed.stdout
