@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from sqlmodel import Session, select
 
 from newsletter.models import IssueStatus
@@ -19,15 +19,6 @@ from subscribers import lifecycle
 from subscribers.models import Subscriber
 
 pytestmark = pytest.mark.browser
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -146,6 +137,8 @@ def test_one_click_post_without_cookies(browser: Browser, site) -> None:
     page.goto(base_url + "/")
     page.get_by_label("Email address").fill("linus@example.org")
     page.get_by_role("button", name="Subscribe").click()
+    # Wait for the answer: leaving before it lands races the confirmation's .eml.
+    expect(page.get_by_role("heading", level=1)).to_have_text("Check your inbox")
     page.goto(base_url + "/outbox")
     page.get_by_role("link", name="Please confirm your subscription").first.click()
     page.locator("ul.links a[href*='/confirm/']").click()
