@@ -1,0 +1,173 @@
+"""What a mailbox provider receives, read as raw bytes: structured headers unencoded (outbox
+file and SMTP wire), tracking off at SendGrid, a sender domain that is not localhost."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from newsletter.delivery import send_issue, send_test_copy
+from newsletter.errors import NewsletterError
+from newsletter.settings import SettingsError, load_settings
+from newsletter.testing.fake_sendgrid import FakeSendgrid
+from newsletter.testing.sample_send import issue_topics, seed_issue, seed_subscribers, topic_sets
+from newsletter.testing.smtp_sink import SmtpSink
+from newsletter.transports.outbox import OutboxTransport
+from newsletter.transports.sendgrid import SendgridTransport
+from newsletter.transports.smtp import SmtpTransport
+from newsletter.web.app import create_app
+from newsletter.web.ratelimit import ClientRateLimiter
+from subscribers.tokens import read_token
+
+BASE = "https://news.example.org"
+FROM = "ML Foundations <newsletter@news.example.org>"
+REPLY_TO = "The Editor <editor@news.example.org>"
+MONTH = "2026-04"
+KEY = "SG.test-key"
+TRACKING_OFF = {
+    "click_tracking": {"enable": False},
+    "open_tracking": {"enable": False},
+    "subscription_tracking": {"enable": False},
+    "ganalytics": {"enable": False},
+}
+
+
+@pytest.fixture
+def public(settings, tmp_path: Path):
+    """Settings of a real deployment: public base URL, own From domain, an editor to reply to."""
+    return load_settings(
+        var_dir=tmp_path / "var",
+        database_url=settings.database_url,
+        base_url=BASE,
+        secret_key="a-long-random-production-like-secret-value",
+        postal_address="ML Foundations, 1 Example Street, 10115 Berlin",
+        from_=FROM,
+        reply_to=REPLY_TO,
+        _env_file=None,
+    )
+
+
+@pytest.fixture
+def month(session: Session) -> str:
+    topics = issue_topics(session)
+    seed_issue(session, MONTH, topics)
+    seed_subscribers(session, 3, topic_sets(topics, 3))
+    session.commit()
+    return MONTH
+
+
+def raw_headers(data: bytes) -> dict[str, list[bytes]]:
+    """Header name (lower case) -> raw folded values, straight from the bytes."""
+    head = re.split(rb"\r?\n\r?\n", data, maxsplit=1)[0]
+    for line in re.split(rb"\r?\n", head):
+        assert len(line) <= 998, line[:80]
+    found: dict[str, list[bytes]] = {}
+    for field in re.split(rb"\r?\n(?![ \t])", head):
+        name, _, value = field.partition(b":")
+        found.setdefault(name.decode().lower(), []).append(value)
+    return found
+
+
+def unfold(value: bytes) -> str:
+    return re.sub(rb"\r?\n(?=[ \t])", b"", value).decode("ascii").strip()
+
+
+def check_wire(data: bytes, public) -> None:  # noqa: ANN001
+    headers = raw_headers(data)
+    for name in ("list-unsubscribe", "list-id", "message-id", "reply-to"):
+        (value,) = headers[name]
+        assert b"=?" not in value, (name, value)
+    unsubscribe = unfold(headers["list-unsubscribe"][0])
+    match = re.fullmatch(rf"<{re.escape(BASE)}/unsubscribe/([A-Za-z0-9_.\-]+)>", unsubscribe)
+    assert match, unsubscribe
+    assert len("List-Unsubscribe: " + unsubscribe) > 78  # the length that used to get encoded
+    read_token(public.secret, "unsubscribe", match.group(1))  # a real, valid token
+    assert unfold(headers["list-unsubscribe-post"][0]) == "List-Unsubscribe=One-Click"
+    assert unfold(headers["list-id"][0]) == (
+        '"What\'s new in ML Foundations" <ml-foundations.news.example.org>'
+    )
+    assert unfold(headers["message-id"][0]).endswith("@news.example.org>")
+    assert unfold(headers["reply-to"][0]) == REPLY_TO
+    assert unfold(headers["from"][0]) == FROM
+
+
+def test_outbox_file_carries_raw_structured_headers(engine, public, month) -> None:
+    transport = OutboxTransport(public.outbox_dir)
+    report = send_issue(engine, public, month, transport=transport)
+    assert report.totals.get("sent") == 3
+    files = sorted(Path(public.outbox_dir).glob("*.eml"))
+    assert len(files) == 3
+    for path in files:
+        check_wire(path.read_bytes(), public)
+
+
+def test_smtp_wire_carries_raw_structured_headers(engine, public, month) -> None:
+    with SmtpSink() as sink:
+        transport = SmtpTransport(sink.url)
+        try:
+            send_issue(engine, public, month, transport=transport)
+        finally:
+            transport.close()
+        received = sink.messages
+    assert len(received) == 3
+    for message in received:
+        check_wire(message.data, public)
+        assert b"\r\n" in message.data
+
+
+def test_sendgrid_requests_switch_tracking_off(engine, public, month) -> None:
+    """Issue, test copy and transactional mail: every request the fake receives."""
+    with FakeSendgrid(KEY) as fake:
+        transport = SendgridTransport(KEY, fake.url)
+        send_issue(engine, public, month, transport=transport)
+        send_test_copy(engine, public, month, "editor@news.example.org", transport=transport)
+        web = public.model_copy(
+            update={"mail_backend": "sendgrid", "sendgrid_api_key": KEY, "sendgrid_host": fake.url}
+        )
+        app = create_app(web)
+        app.state.subscribe_limiter = ClientRateLimiter(1000, 600)
+        client = TestClient(app, base_url=BASE, follow_redirects=False)
+        assert client.post("/subscribe", data={"email": "new@example.org"}).status_code == 200
+        bodies = fake.state.bodies
+    assert len(bodies) >= 3
+    for body in bodies:
+        assert body["tracking_settings"] == TRACKING_OFF
+        assert body["reply_to"] == {"email": "editor@news.example.org", "name": "The Editor"}
+    assert "confirm" in bodies[-1]["subject"].lower()
+
+
+def test_localhost_sender_refused_for_a_public_site(engine, public, month) -> None:
+    local = public.model_copy(update={"from_": "ML Foundations <newsletter@localhost>"})
+    transport = OutboxTransport(public.outbox_dir)
+    for send in (
+        lambda s: send_issue(engine, s, month, transport=transport),
+        lambda s: send_test_copy(engine, s, month, "editor@news.example.org", transport=transport),
+    ):
+        for domain in ("localhost", "mail.local", "intranet"):
+            bad = local.model_copy(update={"from_": f"newsletter@{domain}"})
+            with pytest.raises(NewsletterError, match="NEWSLETTER_FROM"):
+                send(bad)
+    assert not list(Path(public.outbox_dir).glob("*.eml"))
+    # The same sender is fine for a local demo on a loopback base URL.
+    demo = local.model_copy(update={"base_url": "http://127.0.0.1:8000"})
+    assert send_issue(engine, demo, month, transport=transport).totals.get("sent") == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("from_", "newsletter"),
+        ("from_", "ML Foundations <>"),
+        ("from_", ""),
+        ("reply_to", "editor at example.org"),
+        ("reply_to", "Editor <editor@example.org>\nBcc: x@example.org"),
+    ],
+)
+def test_bad_sender_settings_fail_at_start_naming_the_variable(name, value, tmp_path) -> None:
+    env = {"from_": "NEWSLETTER_FROM", "reply_to": "NEWSLETTER_REPLY_TO"}[name]
+    with pytest.raises(SettingsError, match=f"^{env}: "):
+        load_settings(var_dir=tmp_path, **{name: value}, _env_file=None)
