@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from newsletter.delivery import send_issue, send_test_copy
 from newsletter.errors import NewsletterError
+from newsletter.models import IssueStatus, Topic
+from newsletter.rendering import clear_render_cache, render_preview
 from newsletter.settings import SettingsError, load_settings
 from newsletter.testing.fake_sendgrid import FakeSendgrid
+from newsletter.testing.sample_issue import build_sample_issue
 from newsletter.testing.sample_send import issue_topics, seed_issue, seed_subscribers, topic_sets
 from newsletter.testing.smtp_sink import SmtpSink
 from newsletter.transports.outbox import OutboxTransport
@@ -171,3 +174,57 @@ def test_bad_sender_settings_fail_at_start_naming_the_variable(name, value, tmp_
     env = {"from_": "NEWSLETTER_FROM", "reply_to": "NEWSLETTER_REPLY_TO"}[name]
     with pytest.raises(SettingsError, match=f"^{env}: "):
         load_settings(var_dir=tmp_path, **{name: value}, _env_file=None)
+
+
+def _variants(topics: list[str]) -> list[list[str]]:
+    """Everything, no match, each topic alone, and each pair: what subscribers receive."""
+    pairs = [[a, b] for i, a in enumerate(topics) for b in topics[i + 1 :]]
+    return [[], ["no-such-topic-in-this-issue"], *[[t] for t in topics], *pairs]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_long_month_stays_under_gmail_clipping_and_web_lists_everything(
+    session: Session, public, engine
+) -> None:
+    clear_render_cache()
+    issue = build_sample_issue(session, MONTH, papers=80, summary_chars=1000)
+    issue.status = IssueStatus.SENT
+    session.commit()
+    slugs = list(session.exec(select(Topic.slug).order_by(Topic.position)).all())
+    session.add(Topic(slug="no-such-topic-in-this-issue", name="Nothing", position=999))
+    session.commit()
+    trimmed = 0
+    for topics in _variants(slugs):
+        email = render_preview(session, MONTH, topics, public).email
+        size = len(email.html.encode())
+        assert size <= public.max_email_kb * 1000 < 102_000, (topics, size)
+        if email.trimmed:
+            trimmed += 1
+            more = f"{email.trimmed} more papers in this issue on the web"
+            assert more in email.html and more in email.text
+            assert f"{BASE}/issues/{MONTH}" in email.html.split(more)[0].rsplit("href=", 1)[1]
+        # Nothing a subscriber should see is lost: the footer is still in the mail.
+        assert "/unsubscribe/" in email.html.rsplit("more papers", 1)[-1]
+    assert trimmed >= 1  # the everything variant needs the budget
+    session.rollback()  # SQLite: let the app write
+    client = TestClient(create_app(public), base_url=BASE)
+    page = client.get(f"/issues/{MONTH}")
+    assert page.status_code == 200
+    assert page.text.count('<article class="paper">') == 80
+    assert "79 new papers and 1 late arrival" in page.text
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_compose_and_preview_print_each_variant_size(session: Session, cli) -> None:
+    clear_render_cache()
+    build_sample_issue(session, MONTH, papers=80, summary_chars=1000)
+    session.rollback()
+    composed = cli("issue", "compose", MONTH)
+    assert composed.exit_code == 0, composed.output
+    lines = [line.strip() for line in composed.output.splitlines() if "KB HTML" in line]
+    assert lines[0].startswith("all topics: ") and "budget reached" in lines[0]
+    assert any(line.startswith("optimization: ") for line in lines)
+    preview = cli(
+        "issue", "preview", MONTH, "-o", str(Path(session.bind.url.database).parent / "p.html")
+    )
+    assert preview.exit_code == 0 and "papers listed by title only" in preview.output
