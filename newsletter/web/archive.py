@@ -6,6 +6,7 @@ The web version of an issue is a page of the site built from the same context as
 
 from __future__ import annotations
 
+import threading
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
@@ -24,6 +25,11 @@ from newsletter.web.pages import error_page, render_page
 from newsletter.web.security import PUBLIC_CACHE
 
 router = APIRouter()
+PAGE_CACHE_SIZE = 64
+# Rendered web versions by issue revision and topic selection: the page is the same for
+# every reader, so a busy "view in your browser" link costs a lookup, not a Jinja render.
+_pages: dict[tuple[object, ...], bytes] = {}  # insertion order: oldest first
+_pages_lock = threading.Lock()
 ATOM = "http://www.w3.org/2005/Atom"
 
 
@@ -155,19 +161,33 @@ def issue_page(request: Request, month: str) -> HTMLResponse:
         variant = ""
         if chosen:
             variant = variant_for(chosen, {s for e in view.entries for s in (e.section, *e.topics)})
-        catalog = session.exec(select(Topic).order_by(Topic.position)).all()
-    context = build_context(view, variant, settings)
-    canonical = f"{settings.base_url}/issues/{month}"
-    return render_page(
-        request,
-        "issue.html",
-        headers=PUBLIC_CACHE,
-        issue=context,
-        month=month,
-        canonical=canonical,
-        description=str(context["preheader"]),
-        topics=catalog,
-        chosen=set(chosen),
-        personal=bool(chosen),
-        consent_text=CONSENT_TEXT,
+    key = (
+        issue.id,
+        issue.created_at,
+        issue.composed_at,
+        issue.revision,
+        variant,
+        tuple(sorted(set(chosen))),
+        request.app.state.local_outbox,
+        id(settings),
     )
+    with _pages_lock:
+        body = _pages.get(key)
+    if body is None:
+        context = build_context(view, variant, settings)
+        body = render_page(
+            request,
+            "issue.html",
+            issue=context,
+            month=month,
+            canonical=f"{settings.base_url}/issues/{month}",
+            description=str(context["preheader"]),
+            chosen=sorted(set(chosen)),
+            personal=bool(chosen),
+            consent_text=CONSENT_TEXT,
+        ).body
+        with _pages_lock:
+            _pages[key] = body
+            while len(_pages) > PAGE_CACHE_SIZE:
+                _pages.pop(next(iter(_pages)))
+    return HTMLResponse(body, headers=PUBLIC_CACHE)
