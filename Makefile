@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 LOCK := requirements.lock
 UV_VERSION := 0.13.9
+# axe-core for the accessibility checks of the browser tests (npm registry; skipped without npm,
+# where those checks skip too, except under CI=true where they fail).
+AXE := node_modules/axe-core/axe.min.js
 HOST ?= 127.0.0.1
 PORT ?= 8000
 SAMPLE_MONTHS := 2026-04 2026-05 2026-06
@@ -21,7 +24,11 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
-install: $(STAMP)
+$(AXE): package.json package-lock.json
+	@if command -v npm >/dev/null; then npm ci --no-audit --no-fund --silent && touch $(AXE); \
+	else echo "npm not found: accessibility checks (axe-core) will be skipped"; fi
+
+install: $(STAMP) $(AXE)
 
 # Recompile the lock from pyproject.toml's ranges (every platform and Python >= 3.11).
 lock:
@@ -42,7 +49,7 @@ run: $(STAMP)
 	@for m in $(SAMPLE_MONTHS); do $(BIN)/newsletter monthly --month $$m || exit 1; done
 	HOST=$(HOST) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --port $(PORT) web clock
 
-test: $(STAMP)
+test: $(STAMP) $(AXE)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
@@ -54,4 +61,4 @@ bench: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .ruff_cache node_modules

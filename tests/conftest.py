@@ -51,6 +51,19 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
+def axe_source() -> str:
+    """axe-core's script, to inject into pages (see newsletter.testing.accessibility)."""
+    from newsletter.testing.accessibility import AXE_JS
+
+    if not AXE_JS.exists():
+        reason = f"axe-core ({AXE_JS}) is not installed: `make install` runs npm ci"
+        if IN_CI:
+            pytest.fail(f"axe-core is required under CI=true: {reason}", pytrace=False)
+        pytest.skip(reason)
+    return AXE_JS.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PostgresCluster | None]:
     try:
         cluster = start_cluster()
