@@ -20,10 +20,12 @@ def fetch() -> None:
         f"Read {report.messages} message(s): {report.hard} hard bounce(s), {report.soft} soft, "
         f"{report.repeats} already recorded; {report.suppressed} subscriber(s) suppressed.",
         markup=False,
+        soft_wrap=True,
     )
     if report.unparsed:
         console.print(
             f"{report.unparsed} message(s) are not bounces (auto-replies, people) and were left "
             "in the mailbox for a person to read.",
             markup=False,
+        soft_wrap=True,
         )

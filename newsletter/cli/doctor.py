@@ -27,9 +27,9 @@ def doctor() -> None:
 
 def refuse_on_failed_preflight(month: str) -> None:
     """What `issue send` runs first: the fast checks; a fail stops the send (exit 1)."""
-    from newsletter.doctor import failures, fast_checks
+    from newsletter.doctor import failures, preflight_checks
 
-    bad = failures(fast_checks(settings()))
+    bad = failures(preflight_checks(settings()))
     for check in bad:
         err_console.print(
             f"[red]error:[/red] {check.line().removeprefix('fail  ')}", soft_wrap=True

@@ -46,10 +46,17 @@ def fail(name: str, message: str, fix: str) -> Check:
 
 
 def fast_checks(settings: Settings) -> list[Check]:
-    """Checks that read only the configuration: cheap enough to run before every send."""
+    """Checks that read only the configuration (no network)."""
     from newsletter.doctor import configuration
 
     return [check(settings) for check in configuration.FAST_CHECKS]
+
+
+def preflight_checks(settings: Settings) -> list[Check]:
+    """The fast checks `issue send` runs before every send; a fail refuses the send."""
+    from newsletter.doctor import configuration
+
+    return [check(settings) for check in configuration.PREFLIGHT_CHECKS]
 
 
 def network_checks(settings: Settings) -> list[Check]:
