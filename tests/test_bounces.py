@@ -35,8 +35,7 @@ def dsn(name: str, rcpt: str, *, unique: str = "1", headers: str = "") -> bytes:
         "@RCPT@": rcpt,
         "@VERP@": verp_address(BOUNCES, rcpt),
         "@ID@": unique,
-        "@HEADERS@": headers
-        or f"From: ML Foundations <newsletter@news.example.org>\nTo: {rcpt}",
+        "@HEADERS@": headers or f"From: ML Foundations <newsletter@news.example.org>\nTo: {rcpt}",
     }.items():
         text = text.replace(token, value)
     return text.replace("\r\n", "\n").replace("\n", "\r\n").encode()
@@ -174,7 +173,9 @@ def test_smtp_send_dsn_fetch_and_the_next_issue_skips_the_dead_address(
 
         fetched = cli("bounces", "fetch")
         assert fetched.exit_code == 0, fetched.output
-        assert "1 hard bounce(s)" in fetched.output and "1 subscriber(s) suppressed" in fetched.output
+        assert (
+            "1 hard bounce(s)" in fetched.output and "1 subscriber(s) suppressed" in fetched.output
+        )
         assert "1 message(s) are not bounces" in fetched.output
         assert imap.message_count() == 1
 

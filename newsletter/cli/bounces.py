@@ -27,5 +27,5 @@ def fetch() -> None:
             f"{report.unparsed} message(s) are not bounces (auto-replies, people) and were left "
             "in the mailbox for a person to read.",
             markup=False,
-        soft_wrap=True,
+            soft_wrap=True,
         )
