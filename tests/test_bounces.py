@@ -191,3 +191,26 @@ def test_smtp_send_dsn_fetch_and_the_next_issue_skips_the_dead_address(
         assert again.exit_code == 0, again.output
         second = sink.messages[len(first) :]
         assert sorted(r for m in second for r in m.rcpt_tos) == sorted([alive, away])
+
+
+def test_the_clock_reads_the_bounce_mailbox_hourly_when_configured(
+    settings, engine, session: Session, imap: DovecotServer, caplog
+) -> None:
+    import threading
+
+    from newsletter.scheduler import BOUNCE_JOB_ID, build_clock, fetch_bounces_job
+
+    assert build_clock(engine, settings, threading.Event()).get_job(BOUNCE_JOB_ID) is None
+    configured = settings.model_copy(
+        update={"bounce_address": BOUNCES, "bounce_imap_url": imap.url}
+    )
+    job = build_clock(engine, configured, threading.Event()).get_job(BOUNCE_JOB_ID)
+    assert job is not None and job.trigger.interval.total_seconds() == 3600
+    (gone,) = _subscribers(session, 1)
+    imap.deliver(dsn("postfix-hard-5.1.1.eml", gone))
+    fetch_bounces_job(engine, configured)
+    assert _status(session, gone)[0] == "suppressed"
+    broken = configured.model_copy(update={"bounce_imap_url": "imap://u:p@127.0.0.1:1/INBOX"})
+    with caplog.at_level("WARNING", logger="newsletter.clock"):
+        fetch_bounces_job(engine, broken)  # logged, never raised into the scheduler
+    assert "unreachable" in caplog.text

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from email import message_from_bytes, policy
 from email.utils import parseaddr
 from urllib.parse import urlsplit
 
@@ -129,16 +128,25 @@ def check_list_unsubscribe(settings: Settings) -> Check:
             f"the headers cannot be built: {exc}",
             "check NEWSLETTER_FROM and NEWSLETTER_TITLE",
         )
+    return read_list_unsubscribe(data, settings.base_url)
+
+
+def read_list_unsubscribe(data: bytes, base_url: str) -> Check:
+    """Judge the List-Unsubscribe headers of a serialised message, as a receiver reads them."""
+    name = "List-Unsubscribe"
     head = data.split(b"\r\n\r\n", 1)[0].decode("ascii", errors="replace")
-    raw = re.search(r"^List-Unsubscribe: (.*(?:\r\n[ \t].*)*)", head, re.MULTILINE)
+    raw = re.search(r"^List-Unsubscribe: ([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)", head, re.MULTILINE)
     post = re.search(r"^List-Unsubscribe-Post: List-Unsubscribe=One-Click\r?$", head, re.MULTILINE)
     value = re.sub(r"\r\n[ \t]", " ", raw.group(1)) if raw else ""
-    expected = f"<{settings.base_url}/unsubscribe/"
-    if not raw or "=?" in value or not value.startswith(expected) or not value.endswith(">"):
+    if not raw or "=?" in value or not value.startswith(f"<{base_url}/unsubscribe/"):
         return fail(
             name,
-            f"the header goes out as {value[:80]!r}, not a raw <{settings.base_url}/unsubscribe/…>",
+            f"the header goes out as {value[:80]!r}, not a raw <{base_url}/unsubscribe/…>",
             "report this as a bug: receivers ignore an encoded or malformed header",
+        )
+    if not value.endswith(">") or " " in value:
+        return fail(
+            name, f"the header is folded or unterminated: {value[:80]!r}", "report this as a bug"
         )
     if post is None:
         return fail(
@@ -150,8 +158,7 @@ def check_list_unsubscribe(settings: Settings) -> Check:
             f"one-click unsubscribe needs https; the header is {value[:60]}…",
             "set NEWSLETTER_BASE_URL to the public https origin",
         )
-    message = message_from_bytes(data, policy=policy.default)
-    return ok(name, f"{message['List-Unsubscribe'][:60]}… with one-click POST")
+    return ok(name, f"{value[:60]}… raw, with one-click POST")
 
 
 FAST_CHECKS: list[Callable[[Settings], Check]] = [

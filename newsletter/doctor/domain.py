@@ -83,6 +83,21 @@ def _includes(parsed: dict[str, Any]) -> list[str]:
     return found
 
 
+_LOCAL_NETWORKS = [
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+]
+
+
+def _is_local(address: Any) -> bool:
+    """Loopback, link-local or a private network: not the address receivers see."""
+    return (
+        address.is_loopback
+        or address.is_link_local
+        or any(address in n for n in _LOCAL_NETWORKS if n.version == address.version)
+    )
+
+
 def _relay_addresses(settings: Settings, resolver: dns.resolver.Resolver) -> list[Any]:
     host = urlsplit(settings.smtp_url).hostname or "localhost"
     try:
@@ -147,7 +162,7 @@ def check_spf(settings: Settings, resolver: dns.resolver.Resolver) -> Check:
                 f"{envelope}: {record}; the SMTP relay's name does not resolve",
                 "check NEWSLETTER_SMTP_URL",
             )
-        public = [a for a in relays if a.is_global]
+        public = [a for a in relays if not _is_local(a)]
         if not public:
             return warn(
                 name,
