@@ -1,7 +1,8 @@
 """`newsletter bounces fetch`: read the bounce mailbox over IMAP and record what bounced.
 
-Each bounce is recorded (idempotently) and committed before its message is deleted, so a
-crash in between only means the message is read again, and recorded nothing twice.
+Bounces are recorded (idempotently) and committed, a chunk at a time, before their messages
+are deleted, so a crash in between only means those messages are read again, and recorded
+nothing twice.
 Messages that are not recognisable bounces (auto-replies, people answering) stay in the
 mailbox for a person to read, and are counted.
 """
@@ -27,6 +28,7 @@ from newsletter.settings import Settings
 log = logging.getLogger("newsletter.bounces")
 
 IMAP_TIMEOUT = 30.0
+CHUNK = 100  # messages fetched per IMAP command, and recorded per transaction
 
 
 @dataclass
@@ -73,16 +75,16 @@ def fetch_bounces(engine: Engine, settings: Settings) -> FetchReport:
     if not settings.bounce_imap_url:
         raise NewsletterError("NEWSLETTER_BOUNCE_IMAP_URL is not set: there is no bounce mailbox")
     report = FetchReport()
-    done: list[str] = []
     box = _open_mailbox(settings.bounce_imap_url)
     try:
-        for message in box.fetch(mark_seen=False, bulk=100):
-            report.messages += 1
-            bounces = read_bounce(message.obj, settings.bounce_address)
-            if not bounces:
-                report.unparsed += 1
-                continue
-            with session_scope(engine) as session:
+        with session_scope(engine) as session:
+            recorded: list[str] = []  # uids whose bounces are in the open transaction
+            for message in box.fetch(mark_seen=False, bulk=CHUNK):
+                report.messages += 1
+                bounces = read_bounce(message.obj, settings.bounce_address)
+                if not bounces:
+                    report.unparsed += 1
+                    continue
                 for bounce in bounces:
                     outcome = record_bounce(session, bounce)
                     if not outcome.new:
@@ -92,10 +94,14 @@ def fetch_bounces(engine: Engine, settings: Settings) -> FetchReport:
                     else:
                         report.soft += 1
                     report.suppressed += outcome.suppressed
-                session.commit()
-            if message.uid:
-                done.append(message.uid)
-        box.delete(done)
+                if message.uid:
+                    recorded.append(message.uid)
+                if len(recorded) >= CHUNK:
+                    session.commit()  # recorded for good before the messages go
+                    box.delete(recorded)
+                    recorded = []
+            session.commit()
+            box.delete(recorded)
     except (OSError, imaplib.IMAP4.error) as exc:
         raise NewsletterError(f"reading the bounce mailbox failed: {exc}") from None
     finally:

@@ -28,7 +28,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
-from newsletter.models import Delivery, DeliveryStatus, ProviderEvent
+from newsletter.models import Delivery, DeliveryStatus, Issue, ProviderEvent
 from subscribers import lifecycle
 from subscribers.models import Subscriber, utcnow
 
@@ -166,12 +166,26 @@ class BounceOutcome:
     suppressed: bool  # this bounce suppressed the subscriber
 
 
+RECENT_ISSUES = 3  # a bounce answers one of the last few sends, usually the latest
+
+
 def _last_sent_delivery(session: Session, email: str) -> int | None:
-    """The delivery a bounce most likely answers: the person's latest sent one."""
+    """The delivery a bounce most likely answers: the person's latest sent one, among the
+    last few issues (so the lookup uses the (issue_id, subscriber_id) index)."""
+    recent = (
+        select(Issue.id)
+        .where(Issue.send_started_at.is_not(None))  # type: ignore[union-attr]
+        .order_by(Issue.send_started_at.desc())  # type: ignore[union-attr]
+        .limit(RECENT_ISSUES)
+    )
     return session.execute(
         select(Delivery.id)
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-        .where(Subscriber.email == email, Delivery.status == str(DeliveryStatus.SENT))
+        .where(
+            Subscriber.email == email,
+            Delivery.issue_id.in_(recent),  # type: ignore[attr-defined]
+            Delivery.status == str(DeliveryStatus.SENT),
+        )
         .order_by(Delivery.sent_at.desc(), Delivery.id.desc())  # type: ignore[union-attr]
         .limit(1)
     ).scalar()

@@ -103,8 +103,7 @@ class DovecotServer:
         """Drop one message into the INBOX's `new/`, as a local delivery agent does."""
         box = mailbox.Maildir(self.maildir, create=True)
         key = box.add(mailbox.MaildirMessage(raw))
-        for path in [self.maildir, *self.maildir.rglob("*")]:
-            os.chown(path, self.uid, self.gid)
+        os.chown(self.maildir / box._lookup(key), self.uid, self.gid)  # type: ignore[attr-defined]
         return key
 
     def message_count(self) -> int:
