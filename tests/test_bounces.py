@@ -214,3 +214,20 @@ def test_the_clock_reads_the_bounce_mailbox_hourly_when_configured(
     with caplog.at_level("WARNING", logger="newsletter.clock"):
         fetch_bounces_job(engine, broken)  # logged, never raised into the scheduler
     assert "unreachable" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("values", "variable"),
+    [
+        ({"bounce_address": "bounces+x@news.example.org"}, "NEWSLETTER_BOUNCE_ADDRESS"),
+        ({"bounce_address": "Bounces <b@news.example.org>"}, "NEWSLETTER_BOUNCE_ADDRESS"),
+        ({"bounce_imap_url": "https://u:s3cret@imap.example.org/"}, "NEWSLETTER_BOUNCE_IMAP_URL"),
+        ({"dns_server": "dns.example.org"}, "NEWSLETTER_DNS_SERVER"),
+    ],
+)
+def test_bad_bounce_and_dns_settings_name_the_variable(tmp_path, values, variable) -> None:
+    from newsletter.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError) as exc:
+        load_settings(var_dir=tmp_path, _env_file=None, **values)
+    assert str(exc.value).startswith(variable) and "s3cret" not in str(exc.value)

@@ -256,3 +256,19 @@ def test_issue_send_refuses_on_a_failed_preflight_unless_forced(
     forced = cli("issue", "send", "2026-04", "--force")
     assert forced.exit_code == 0, forced.output
     assert len(list((settings.var_dir / "outbox").glob("delivery-*.eml"))) == 2
+
+
+def test_an_unanswering_dns_server_is_one_fail_line(tmp_path, sendgrid, monkeypatch) -> None:
+    from newsletter.doctor import domain
+    from newsletter.testing.postgres import free_port
+
+    monkeypatch.setattr(domain, "DNS_TIMEOUT", 0.5)  # nothing listens: do not wait 5 s
+    settings = load_settings(
+        var_dir=tmp_path,
+        from_="n@news.example.org",
+        dns_server=f"127.0.0.1:{free_port()}",
+        _env_file=None,
+    )
+    (check,) = domain_checks(settings)
+    assert check.name == "DNS" and check.level == Level.FAIL
+    assert "NEWSLETTER_DNS_SERVER" in check.fix and "did not answer" in check.message

@@ -284,6 +284,11 @@ def check_base_url_name(settings: Settings, resolver: dns.resolver.Resolver) -> 
     return ok(name, f"{host} -> {', '.join(found)}")
 
 
+def _short(exc: Exception) -> str:
+    """dnspython repeats itself per server and attempt: the first sentence says it."""
+    return str(exc).split(":", 1)[0].strip() or type(exc).__name__
+
+
 def domain_checks(settings: Settings) -> list[Check]:
     domain = from_domain(settings)
     if is_local_domain(domain):
@@ -295,6 +300,17 @@ def domain_checks(settings: Settings) -> list[Check]:
             )
         ]
     resolver = make_resolver(settings)
+    try:  # one probe, so an unreachable resolver is one line, not a timeout per check
+        _lookup(resolver, domain, "TXT")
+    except dns.exception.DNSException as exc:
+        where = settings.dns_server or "the system resolver"
+        return [
+            fail(
+                "DNS",
+                f"{where} did not answer for {domain}: {_short(exc)}",
+                "check NEWSLETTER_DNS_SERVER or the network, then run doctor again",
+            )
+        ]
     checks = []
     for check in (check_spf, check_dmarc, check_dkim, check_mx):
         try:
@@ -302,7 +318,7 @@ def domain_checks(settings: Settings) -> list[Check]:
         except dns.exception.DNSException as exc:
             got = fail(
                 check.__name__.removeprefix("check_").upper(),
-                f"DNS lookup failed: {exc}",
+                f"DNS lookup failed: {_short(exc)}",
                 "check NEWSLETTER_DNS_SERVER or the network",
             )
         checks += got if isinstance(got, list) else [got]
@@ -310,5 +326,7 @@ def domain_checks(settings: Settings) -> list[Check]:
         try:
             checks.append(check_base_url_name(settings, resolver))
         except dns.exception.DNSException as exc:
-            checks.append(fail("base URL name", f"DNS lookup failed: {exc}", "check the network"))
+            checks.append(
+                fail("base URL name", f"DNS lookup failed: {_short(exc)}", "check the network")
+            )
     return checks
