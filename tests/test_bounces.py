@@ -41,8 +41,8 @@ def dsn(name: str, rcpt: str, *, unique: str = "1", headers: str = "") -> bytes:
     return text.replace("\r\n", "\n").replace("\n", "\r\n").encode()
 
 
-@pytest.fixture
-def imap() -> Iterator[DovecotServer]:
+@pytest.fixture(scope="module")
+def dovecot() -> Iterator[DovecotServer]:
     """A throwaway Dovecot on 127.0.0.1; skipped without dovecot, except under CI=true."""
     try:
         server = start_dovecot()
@@ -52,6 +52,13 @@ def imap() -> Iterator[DovecotServer]:
         pytest.skip(str(exc))
     with server:
         yield server
+
+
+@pytest.fixture
+def imap(dovecot: DovecotServer) -> DovecotServer:
+    """The module's Dovecot with an empty INBOX."""
+    dovecot.clear()
+    return dovecot
 
 
 def test_verp_round_trip() -> None:
@@ -135,10 +142,14 @@ def test_fetch_records_hard_and_soft_and_leaves_other_mail(
     assert (again.messages, again.hard, again.unparsed) == (1, 0, 1)
 
 
-def test_fetch_reports_a_refused_login_without_the_password(settings, engine, imap) -> None:
+def test_fetch_reports_a_refused_login_without_the_password(tmp_path, imap) -> None:
+    from newsletter.db import make_engine
+    from newsletter.settings import load_settings
+
     bad = imap.url.replace(":bounce-mailbox-secret@", ":wrong-password@")
-    with pytest.raises(NewsletterError) as exc:
-        fetch_bounces(engine, settings.model_copy(update={"bounce_imap_url": bad}))
+    settings = load_settings(var_dir=tmp_path, bounce_imap_url=bad, _env_file=None)
+    with pytest.raises(NewsletterError) as exc:  # refused before the database is touched
+        fetch_bounces(make_engine(f"sqlite:///{tmp_path}/unused.db"), settings)
     assert "refused the login" in str(exc.value) and "wrong-password" not in str(exc.value)
     assert "NEWSLETTER_BOUNCE_IMAP_URL" in str(exc.value)
 

@@ -51,6 +51,7 @@ protocols = imap
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
+auth_failure_delay = 0
 auth_mechanisms = plain login
 default_internal_user = {user}
 default_internal_group = {group}
@@ -105,6 +106,12 @@ class DovecotServer:
         key = box.add(mailbox.MaildirMessage(raw))
         os.chown(self.maildir / box._lookup(key), self.uid, self.gid)  # type: ignore[attr-defined]
         return key
+
+    def clear(self) -> None:
+        """Empty the INBOX (between tests sharing one server)."""
+        box = mailbox.Maildir(self.maildir, create=False)
+        for key in list(box.keys()):
+            box.discard(key)
 
     def message_count(self) -> int:
         return len(mailbox.Maildir(self.maildir, create=False))
