@@ -137,34 +137,45 @@ def start_dovecot() -> DovecotServer:
     binary = find_dovecot()
     if binary is None:
         raise DovecotUnavailable("dovecot was not found (apt-get install dovecot-imapd)")
-    account = pwd.getpwnam("dovecot") if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
+    try:  # as root, mail belongs to the packaged `dovecot` user; otherwise to the caller
+        account = pwd.getpwnam("dovecot") if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
+    except KeyError:
+        raise DovecotUnavailable(
+            "there is no `dovecot` system user (apt-get install dovecot-imapd)"
+        ) from None
     group = account.pw_gid
     root = Path(tempfile.mkdtemp(prefix="newsletter-dovecot-"))
-    os.chmod(root, 0o755)
-    port = free_port()
-    (root / "run").mkdir()
-    (root / "state").mkdir()
-    mail = root / "mail" / USER
-    mail.parent.mkdir()
-    mailbox.Maildir(mail, create=True)
-    for path in [root / "mail", *(root / "mail").rglob("*")]:
-        os.chown(path, account.pw_uid, group)
-    (root / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}:{account.pw_uid}:{group}::{mail}::\n")
-    config = root / "dovecot.conf"
-    config.write_text(
-        CONFIG.format(
-            root=root,
-            port=port,
-            user=account.pw_name,
-            group=grp.getgrgid(group).gr_name,
-            uid=account.pw_uid,
+    try:
+        os.chmod(root, 0o755)
+        port = free_port()
+        (root / "run").mkdir()
+        (root / "state").mkdir()
+        mail = root / "mail" / USER
+        mail.parent.mkdir()
+        mailbox.Maildir(mail, create=True)
+        for path in [root / "mail", *(root / "mail").rglob("*")]:
+            os.chown(path, account.pw_uid, group)
+        (root / "passwd").write_text(
+            f"{USER}:{{PLAIN}}{PASSWORD}:{account.pw_uid}:{group}::{mail}::\n"
         )
-    )
-    process = subprocess.Popen(
-        [str(binary), "-F", "-c", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+        config = root / "dovecot.conf"
+        config.write_text(
+            CONFIG.format(
+                root=root,
+                port=port,
+                user=account.pw_name,
+                group=grp.getgrgid(group).gr_name,
+                uid=account.pw_uid,
+            )
+        )
+        process = subprocess.Popen(
+            [str(binary), "-F", "-c", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+    except (OSError, KeyError) as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        raise DovecotUnavailable(f"could not set up dovecot in {root}: {exc}") from None
     server = DovecotServer(process, root, port, account.pw_uid, group)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
