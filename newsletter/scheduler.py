@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -384,7 +385,46 @@ def build_clock(
         max_instances=1,
         misfire_grace_time=int(settings.send_cutoff_hours * 3600) or 1,
     )
+    add_bounce_job(scheduler, engine, settings)
     return scheduler
+
+
+BOUNCE_JOB_ID = "bounces-fetch"
+
+
+def fetch_bounces_job(engine: Engine, settings: Settings) -> None:
+    """Hourly: read the SMTP bounce mailbox; a failure is logged and tried next hour."""
+    from newsletter.bounces.mailbox import fetch_bounces
+
+    try:
+        report = fetch_bounces(engine, settings)
+    except NewsletterError as exc:
+        log.warning("bounce mailbox: %s", exc)
+        return
+    log.info(
+        "bounce mailbox: %d message(s), %d hard, %d soft, %d suppressed, %d left unparsed",
+        report.messages,
+        report.hard,
+        report.soft,
+        report.suppressed,
+        report.unparsed,
+    )
+
+
+def add_bounce_job(scheduler: BlockingScheduler, engine: Engine, settings: Settings) -> None:
+    """With a bounce mailbox configured, the clock reads it every hour."""
+    if not settings.bounce_imap_url:
+        return
+    scheduler.add_job(
+        fetch_bounces_job,
+        IntervalTrigger(hours=1, timezone=UTC),
+        args=(engine, settings),
+        id=BOUNCE_JOB_ID,
+        name="read the SMTP bounce mailbox",
+        replace_existing=True,
+        coalesce=True,
+        max_instances=1,
+    )
 
 
 def run_clock(engine: Engine, settings: Settings, *, trigger: BaseTrigger | None = None) -> None:

@@ -89,6 +89,11 @@ class Settings(BaseSettings):
                 f"must be an address like 'ML Foundations <news@example.org>' (got {value!r})"
             )
         return value
+    # Issue 16: sender reputation (`newsletter doctor`) and SMTP bounces (VERP + IMAP mailbox).
+    dkim_selectors: str = ""  # comma-separated selectors published under _domainkey
+    dns_server: str = ""  # host or host:port doctor asks instead of the system resolver
+    bounce_address: str = ""  # envelope sender; VERP puts the recipient in it
+    bounce_imap_url: str = ""  # imap(s)://user:password@host:port/MAILBOX that bounces reach
 
     @field_validator("database_url")
     @classmethod
@@ -131,6 +136,45 @@ class Settings(BaseSettings):
             CronTrigger.from_crontab(value, timezone="UTC")
         except ValueError as exc:
             raise ValueError(f"is not a valid 5-field cron expression ({exc})") from None
+        return value
+
+    @field_validator("dns_server")
+    @classmethod
+    def _dns_server(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        host, _, port = value.rpartition(":") if value.count(":") == 1 else (value, "", "")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"must be an IP address, optionally :port (got {value!r})") from None
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"has a bad port (got {value!r})")
+        return value
+
+    @field_validator("bounce_address")
+    @classmethod
+    def _bounce_address(cls, value: str) -> str:
+        value = value.strip()
+        local, at, domain = value.rpartition("@")
+        if value and (not at or not local or "." not in domain or "+" in local or "<" in value):
+            raise ValueError(
+                "must be a bare address without '+', such as bounces@news.example.org "
+                f"(got {value!r})"
+            )
+        return value
+
+    @field_validator("bounce_imap_url")
+    @classmethod
+    def _imap_url(cls, value: str) -> str:
+        value = value.strip()
+        parts = urlsplit(value)
+        if value and (parts.scheme not in ("imap", "imaps") or not parts.hostname):
+            raise ValueError(
+                "must look like imaps://user:password@imap.example.org/INBOX (got a "
+                f"{parts.scheme or 'schemeless'} URL)"
+            )
         return value
 
     @field_validator("paper_search_url")
@@ -181,6 +225,10 @@ class Settings(BaseSettings):
             pass
         local_suffixes = (".local", ".localhost", ".localdomain", ".internal")
         return domain == "localhost" or "." not in domain or domain.endswith(local_suffixes)
+
+    @property
+    def dkim_selector_list(self) -> list[str]:
+        return [s.strip() for s in self.dkim_selectors.split(",") if s.strip()]
 
     @property
     def editor_emails(self) -> list[str]:

@@ -7,7 +7,7 @@ import sys
 import typer
 from sqlalchemy.exc import OperationalError
 
-from newsletter.cli import issue, papers, processes, subscribers
+from newsletter.cli import bounces, doctor, issue, papers, processes, subscribers
 from newsletter.cli.common import console, engine, err_console
 from newsletter.errors import NewsletterError
 from newsletter.settings import SettingsError
@@ -22,7 +22,9 @@ app = typer.Typer(
 app.add_typer(papers.app, name="papers")
 app.add_typer(issue.app, name="issue")
 app.add_typer(subscribers.app, name="subscribers")
+app.add_typer(bounces.app, name="bounces")
 processes.register(app)
+doctor.register(app)
 
 
 @app.command()

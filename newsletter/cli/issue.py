@@ -118,12 +118,18 @@ def send(
     resend_unknown: bool = typer.Option(
         False, "--resend-unknown", help="Send again to deliveries whose outcome is unknown."
     ),
+    force: bool = typer.Option(
+        False, "--force", help="Send even when a pre-flight check (`newsletter doctor`) fails."
+    ),
 ) -> None:
     """Plan and deliver the issue; run it again to finish an interrupted send (nobody twice)."""
     from newsletter.cli.common import console, engine, settings
+    from newsletter.cli.doctor import refuse_on_failed_preflight
     from newsletter.cli.sending import run_send
 
     _check_month(month)
+    if not (force or dry_run or test is not None):
+        refuse_on_failed_preflight(month)
     if test is not None:
         from newsletter.delivery import send_test_copy
 

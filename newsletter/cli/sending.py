@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from newsletter.cli.common import console, err_console
 from newsletter.db import session_scope
 from newsletter.delivery import SendProgress, SendReport, issue_status, send_issue
+from newsletter.delivery.status import StatusReport
 from newsletter.settings import Settings
 
 
@@ -197,3 +198,18 @@ def print_status(engine: Engine, month: str) -> None:
             console.print(f"  {p.email}  {p.status}  {p.error}", markup=False)
         if len(report.problems) > 200:
             console.print(f"  … and {len(report.problems) - 200} more", markup=False)
+    _print_feedback(report)
+
+
+def _print_feedback(report: StatusReport) -> None:
+    """Bounces and complaints that came back after sending (webhook or bounce mailbox)."""
+    if not report.feedback:
+        return
+    counts = ", ".join(
+        f"{n} {event} ({provider})" for (provider, event), n in report.feedback.items()
+    )
+    console.print(f"Reported after sending: {counts}", markup=False)
+    for e in report.feedback_events[:200]:
+        console.print(
+            f"  {e.email}  {e.event}  {e.received_at:%Y-%m-%d %H:%M} UTC  {e.detail}", markup=False
+        )

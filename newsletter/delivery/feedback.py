@@ -4,6 +4,10 @@ SendGrid repeats webhook events, so each is stored under its `sg_event_id` and a
 ignored. A hard bounce, a drop or a spam report suppresses the address: it is never mailed
 again automatically. A `blocked` bounce is the receiving server refusing for now (often a
 reputation or content block), not a dead address, so it is recorded but suppresses no one.
+
+SMTP bounces read from the bounce mailbox take the same path (`record_bounce`): a hard
+bounce suppresses at once, soft bounces (mailbox full, greylisting given up) only after
+`SOFT_BOUNCE_LIMIT` of them within `SOFT_BOUNCE_WINDOW`.
 """
 
 from __future__ import annotations
@@ -12,22 +16,26 @@ import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
-from newsletter.models import Delivery, ProviderEvent
+from newsletter.models import Delivery, DeliveryStatus, Issue, ProviderEvent
 from subscribers import lifecycle
-from subscribers.models import utcnow
+from subscribers.models import Subscriber, utcnow
 
 SUPPRESSING_EVENTS = frozenset({"bounce", "dropped", "spamreport"})
+SOFT_BOUNCE_EVENT = "soft_bounce"
+SOFT_BOUNCE_LIMIT = 3
+SOFT_BOUNCE_WINDOW = timedelta(days=30)
 
 
 class SignatureError(Exception):
@@ -72,6 +80,38 @@ def _delivery_id(value: Any) -> int | None:
         return None
 
 
+def _insert_event(
+    session: Session,
+    *,
+    provider: str,
+    provider_event_id: str,
+    event: str,
+    email: str,
+    delivery_id: int | None,
+    payload: dict[str, Any],
+    received_at: datetime | None = None,
+) -> bool:
+    """Insert one provider event; False when it was recorded before (same provider and id)."""
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    table = ProviderEvent.__table__  # type: ignore[attr-defined]
+    inserted = session.execute(
+        insert(table)
+        .values(
+            provider=provider,
+            provider_event_id=provider_event_id[:200],
+            event=event[:32],
+            email=email[:320],
+            delivery_id=delivery_id,
+            payload=payload,
+            received_at=received_at or utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
+        .returning(table.c.id)
+    ).first()
+    return inserted is not None
+
+
 def record_sendgrid_events(session: Session, events: Sequence[Any]) -> FeedbackReport:
     """Store new events (idempotent on `sg_event_id`) and suppress bounced, dropped and
     complaining addresses. Commits."""
@@ -86,27 +126,19 @@ def record_sendgrid_events(session: Session, events: Sequence[Any]) -> FeedbackR
         if wanted
         else set()
     )
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    table = ProviderEvent.__table__  # type: ignore[attr-defined]
     new = suppressed = 0
     for e in events:
         delivery_id = _delivery_id(e.get("delivery_id"))
-        inserted = session.execute(
-            insert(table)
-            .values(
-                provider="sendgrid",
-                provider_event_id=e["sg_event_id"][:200],
-                event=e["event"][:32],
-                email=str(e.get("email", ""))[:320],
-                delivery_id=delivery_id if delivery_id in known else None,
-                payload=e,
-                received_at=utcnow(),
-            )
-            .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
-            .returning(table.c.id)
-        ).first()
-        if inserted is None:
+        inserted = _insert_event(
+            session,
+            provider="sendgrid",
+            provider_event_id=e["sg_event_id"],
+            event=e["event"],
+            email=str(e.get("email", "")),
+            delivery_id=delivery_id if delivery_id in known else None,
+            payload=e,
+        )
+        if not inserted:
             continue  # a repeat: SendGrid retries deliveries of the same event
         new += 1
         if e["event"] in SUPPRESSING_EVENTS and e.get("type") != "blocked" and e.get("email"):
@@ -115,3 +147,94 @@ def record_sendgrid_events(session: Session, events: Sequence[Any]) -> FeedbackR
                 suppressed += 1
     session.commit()
     return FeedbackReport(received=len(events), new=new, suppressed=suppressed)
+
+
+@dataclass(frozen=True)
+class Bounce:
+    """One recipient's failure reported by one bounce message (a DSN)."""
+
+    event_id: str  # unique per bounce message and recipient: a re-read records nothing
+    email: str
+    hard: bool
+    status: str = ""  # the DSN status code, e.g. 5.1.1
+    diagnostic: str = ""
+
+
+@dataclass(frozen=True)
+class BounceOutcome:
+    new: bool  # not recorded before
+    suppressed: bool  # this bounce suppressed the subscriber
+
+
+RECENT_ISSUES = 3  # a bounce answers one of the last few sends, usually the latest
+
+
+def _last_sent_delivery(session: Session, email: str) -> int | None:
+    """The delivery a bounce most likely answers: the person's latest sent one, among the
+    last few issues (so the lookup uses the (issue_id, subscriber_id) index)."""
+    recent = (
+        select(Issue.id)
+        .where(Issue.send_started_at.is_not(None))  # type: ignore[union-attr]
+        .order_by(Issue.send_started_at.desc())  # type: ignore[union-attr]
+        .limit(RECENT_ISSUES)
+    )
+    return session.execute(
+        select(Delivery.id)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(
+            Subscriber.email == email,
+            Delivery.issue_id.in_(recent),  # type: ignore[attr-defined]
+            Delivery.status == str(DeliveryStatus.SENT),
+        )
+        .order_by(Delivery.sent_at.desc(), Delivery.id.desc())  # type: ignore[union-attr]
+        .limit(1)
+    ).scalar()
+
+
+def record_bounce(
+    session: Session, bounce: Bounce, *, now: datetime | None = None
+) -> BounceOutcome:
+    """Record an SMTP bounce as a provider event and suppress the address when it is dead:
+    at once for a hard bounce, after `SOFT_BOUNCE_LIMIT` soft ones in `SOFT_BOUNCE_WINDOW`.
+    Idempotent on `event_id`. Does not commit."""
+    now = now or utcnow()
+    try:
+        email = lifecycle.normalize_email(bounce.email)
+    except lifecycle.InvalidEmail:
+        email = bounce.email.strip().lower()
+    event = "bounce" if bounce.hard else SOFT_BOUNCE_EVENT
+    payload = {
+        "type": "hard" if bounce.hard else "soft",
+        "status": bounce.status,
+        "diagnostic": bounce.diagnostic[:1000],
+    }
+    if not _insert_event(
+        session,
+        provider="smtp",
+        provider_event_id=bounce.event_id,
+        event=event,
+        email=email,
+        delivery_id=_last_sent_delivery(session, email),
+        payload=payload,
+        received_at=now,
+    ):
+        return BounceOutcome(new=False, suppressed=False)
+    detail = " ".join(p for p in (bounce.status, bounce.diagnostic) if p)
+    if bounce.hard:
+        reason = f"smtp hard bounce: {detail}"
+    else:
+        recent = session.execute(
+            select(func.count())
+            .select_from(ProviderEvent)
+            .where(
+                ProviderEvent.provider == "smtp",
+                ProviderEvent.event == SOFT_BOUNCE_EVENT,
+                ProviderEvent.email == email,
+                ProviderEvent.received_at >= now - SOFT_BOUNCE_WINDOW,
+            )
+        ).scalar_one()
+        if recent < SOFT_BOUNCE_LIMIT:
+            return BounceOutcome(new=True, suppressed=False)
+        reason = f"smtp: {recent} soft bounces in {SOFT_BOUNCE_WINDOW.days} days, last {detail}"
+    suppressed = lifecycle.suppress(session, email, reason[:200], source="bounce")
+    return BounceOutcome(new=True, suppressed=suppressed)

@@ -1,4 +1,5 @@
-"""What happened to an issue's send: counts per delivery status and the problems, by reason."""
+"""What happened to an issue's send: counts per delivery status and the problems, by reason,
+and what recipients' servers reported afterwards (bounces, complaints: provider events)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from newsletter.errors import NewsletterError
-from newsletter.models import Delivery, DeliveryStatus, Issue
+from newsletter.models import Delivery, DeliveryStatus, Issue, ProviderEvent
 from subscribers.models import Subscriber
 
 PROBLEM_STATUSES = (str(DeliveryStatus.FAILED), str(DeliveryStatus.UNKNOWN))
+# Provider events worth an operator's eye (not `processed`, `delivered`, …).
+REPORTED_EVENTS = ("bounce", "soft_bounce", "dropped", "deferred", "spamreport")
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,15 @@ class DeliveryProblem:
     status: str  # failed or unknown
     error: str
     attempts: int
+
+
+@dataclass(frozen=True)
+class FeedbackEvent:
+    email: str
+    provider: str
+    event: str  # bounce, soft_bounce, dropped, spamreport, …
+    detail: str  # the status code and reason the provider or DSN gave
+    received_at: datetime
 
 
 @dataclass(frozen=True)
@@ -34,6 +46,8 @@ class StatusReport:
     reasons: dict[tuple[str, str], int] = field(default_factory=dict)  # (status, error) -> n
     send_started_at: datetime | None = None
     sent_at: datetime | None = None
+    feedback: dict[tuple[str, str], int] = field(default_factory=dict)  # (provider, event) -> n
+    feedback_events: list[FeedbackEvent] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -71,8 +85,30 @@ def issue_status(session: Session, month: str, *, problem_limit: int = 1000) -> 
             .limit(problem_limit)
         ).all()
     ]
+    feedback: Counter[tuple[str, str]] = Counter()
+    events: list[FeedbackEvent] = []
+    for provider, event, email, payload, received_at in session.execute(
+        select(
+            ProviderEvent.provider,
+            ProviderEvent.event,
+            ProviderEvent.email,
+            ProviderEvent.payload,
+            ProviderEvent.received_at,
+        )
+        .join(Delivery, Delivery.id == ProviderEvent.delivery_id)
+        .where(Delivery.issue_id == issue.id, ProviderEvent.event.in_(REPORTED_EVENTS))
+        .order_by(ProviderEvent.received_at, ProviderEvent.id)
+    ).all():
+        feedback[(provider, event)] += 1
+        if len(events) < problem_limit:
+            detail = " ".join(
+                str(payload.get(k) or "") for k in ("status", "diagnostic", "reason")
+            ).strip()
+            events.append(FeedbackEvent(email, provider, event, detail, received_at))
     return StatusReport(
         month=issue.month,
+        feedback=dict(feedback.most_common()),
+        feedback_events=events,
         issue_status=issue.status,
         status_reason=issue.status_reason,
         counts=counts,

@@ -4,6 +4,8 @@ on request.
 It checks what the real `/v3/mail/send` checks (Bearer key, at most 1,000 personalizations
 and recipients, required fields, `text/plain` before `text/html`, substitution and
 custom-arg sizes), answers 202 with `X-Message-Id`, and records every accepted recipient.
+`GET /v3/scopes` answers the key's permissions (401 on a bad key), as `newsletter doctor`
+asks it.
 Faults are configured on the instance: a fault rate over 429/500/503 (429 carries
 `X-RateLimit-Reset`), requests that hang past the client's timeout, added latency, or an
 explicit script of answers for the next requests.
@@ -182,8 +184,10 @@ class FakeSendgrid:
         rate_limit_reset: float = 1.0,
         seed: int | None = 0,
         record: bool = True,
+        scopes: tuple[str, ...] = ("mail.send", "user.profile.read"),
     ) -> None:
         self.api_key = api_key
+        self.scopes = scopes  # what GET /v3/scopes lists for the key
         self.latency = latency
         self.fault_rate = fault_rate
         self.faults = faults
@@ -207,6 +211,9 @@ class FakeSendgrid:
 
             def do_POST(self) -> None:  # noqa: N802 - http.server naming
                 fake._handle(self)
+
+            def do_GET(self) -> None:  # noqa: N802
+                fake._handle_get(self)
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -264,25 +271,35 @@ class FakeSendgrid:
                 return self._random.choice(self.faults)
             return 202
 
+    def _unauthorized(self, req: BaseHTTPRequestHandler) -> None:
+        return self._answer(
+            req,
+            401,
+            {
+                "errors": [
+                    {
+                        "message": "The provided authorization grant is invalid, expired, "
+                        "or revoked",
+                        "field": None,
+                    }
+                ]
+            },
+        )
+
+    def _handle_get(self, req: BaseHTTPRequestHandler) -> None:
+        if req.path.rstrip("/") != "/v3/scopes":
+            return self._answer(req, 404, {"errors": [{"message": "Not found"}]})
+        if req.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return self._unauthorized(req)
+        return self._answer(req, 200, {"scopes": list(self.scopes)})
+
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
         length = int(req.headers.get("Content-Length") or 0)
         raw = req.rfile.read(length) if length else b""
         if req.path.rstrip("/") != "/v3/mail/send":
             return self._answer(req, 404, {"errors": [{"message": "Not found"}]})
         if req.headers.get("Authorization") != f"Bearer {self.api_key}":
-            return self._answer(
-                req,
-                401,
-                {
-                    "errors": [
-                        {
-                            "message": "The provided authorization grant is invalid, expired, "
-                            "or revoked",
-                            "field": None,
-                        }
-                    ]
-                },
-            )
+            return self._unauthorized(req)
         try:
             body = json.loads(raw)
             validate_mail_send(body)
@@ -351,7 +368,7 @@ class FakeSendgrid:
         headers: dict[str, str] | None = None,
     ) -> None:
         data = json.dumps(payload).encode() if payload is not None else b""
-        if status != 202:
+        if status not in (200, 202):
             with self._lock:
                 self.state.answers[status] += 1
         try:

@@ -3,6 +3,9 @@
 The SMTP replies give per-recipient outcomes: 5xx is a refusal for good, 4xx a refusal for
 now. A connection lost before the message data went out is reconnected and retried; lost
 while waiting for the answer to DATA, the outcome of that one message is unknown.
+
+With a bounce address the envelope sender (MAIL FROM) is that address with the recipient
+encoded in it (VERP), so bounces land in a mailbox `newsletter bounces fetch` reads.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import threading
 from email.utils import parseaddr
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from newsletter.bounces.verp import verp_address
 from newsletter.transports.base import (
     Batch,
     Outcome,
@@ -35,7 +39,9 @@ class _BodyMaybeSent(Exception):
 class SmtpTransport:
     name = "smtp"
 
-    def __init__(self, smtp_url: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self, smtp_url: str, *, timeout: float = DEFAULT_TIMEOUT, bounce_address: str = ""
+    ) -> None:
         parts = urlsplit(smtp_url)
         self.use_ssl = parts.scheme == "smtps"
         self.host = parts.hostname or "localhost"
@@ -45,6 +51,7 @@ class SmtpTransport:
         query = parse_qs(parts.query)
         self.starttls = (query.get("starttls", ["0"])[0].lower() in _TRUE) and not self.use_ssl
         self.timeout = timeout
+        self.bounce_address = bounce_address
         self._local = threading.local()
         self._all_connections: list[smtplib.SMTP] = []
         self._lock = threading.Lock()
@@ -97,7 +104,12 @@ class SmtpTransport:
         sender = parseaddr(batch.from_addr)[1]
         results: list[RecipientResult] = []
         for i, recipient in enumerate(batch.recipients):
-            result = self._send_one(batch, recipient, sender)
+            envelope_from = (
+                verp_address(self.bounce_address, recipient.email)
+                if self.bounce_address
+                else sender
+            )
+            result = self._send_one(batch, recipient, envelope_from)
             results.append(result)
             if result.error.startswith(UNREACHABLE):
                 # Do not wait out a connect timeout per recipient: the rest waits for a retry.

@@ -1,0 +1,1 @@
+"""SMTP bounces: VERP return paths out, DSNs read back from the bounce mailbox over IMAP."""

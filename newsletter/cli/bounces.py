@@ -1,0 +1,31 @@
+"""`newsletter bounces …`: the SMTP bounce mailbox."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    help="Bounces of mail sent over SMTP (VERP return path, IMAP mailbox).", no_args_is_help=True
+)
+
+
+@app.command()
+def fetch() -> None:
+    """Read the bounce mailbox: hard bounces suppress at once, soft ones after 3 in 30 days."""
+    from newsletter.bounces.mailbox import fetch_bounces
+    from newsletter.cli.common import console, engine, settings
+
+    report = fetch_bounces(engine(), settings())
+    console.print(
+        f"Read {report.messages} message(s): {report.hard} hard bounce(s), {report.soft} soft, "
+        f"{report.repeats} already recorded; {report.suppressed} subscriber(s) suppressed.",
+        markup=False,
+        soft_wrap=True,
+    )
+    if report.unparsed:
+        console.print(
+            f"{report.unparsed} message(s) are not bounces (auto-replies, people) and were left "
+            "in the mailbox for a person to read.",
+            markup=False,
+            soft_wrap=True,
+        )
