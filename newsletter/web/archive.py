@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from newsletter.db import read_session
 from newsletter.issues import MONTH_RE, load_issue_contents, month_label
 from newsletter.models import Issue, IssuePaper, IssueStatus, Topic
 from newsletter.rendering import personalize
@@ -88,7 +89,7 @@ def public_substitutions(settings: Settings) -> dict[str, str]:
 
 @router.get("/issues", response_class=HTMLResponse)
 def archive(request: Request) -> HTMLResponse:
-    with Session(request.app.state.engine) as session:
+    with read_session(request.app.state.engine) as session:
         issues = sent_issues(session)
     return render_page(request, "archive.html", headers=PUBLIC_CACHE, issues=issues)
 
@@ -137,7 +138,7 @@ def atom_feed(settings: Settings, issues: list[tuple[Issue, int]]) -> bytes:
 
 @router.get("/issues/feed.xml")
 def feed(request: Request) -> Response:
-    with Session(request.app.state.engine) as session:
+    with read_session(request.app.state.engine) as session:
         issues = sent_issues(session)
     return Response(
         atom_feed(request.app.state.settings, issues),
@@ -153,7 +154,7 @@ def issue_page(request: Request, month: str) -> HTMLResponse:
     if not MONTH_RE.match(month):
         return no_issue_page(request, month)
     chosen = parse_topics(request.query_params.getlist("topics"))
-    with Session(request.app.state.engine) as session:
+    with read_session(request.app.state.engine) as session:
         issue = session.exec(select(Issue).where(Issue.month == month)).first()
         if issue is None or not is_public(issue):
             return no_issue_page(request, month)
