@@ -48,7 +48,9 @@ def links_for(settings: Settings, subscriber: Subscriber, *, absolute: bool = Tr
     base = settings.base_url if absolute else ""
 
     def url(purpose: str, path: str) -> str:
-        token = make_token(settings.secret, purpose, subscriber.id or 0, subscriber.token_version)
+        token = make_token(
+            settings.secret, purpose, subscriber.public_id, subscriber.token_version
+        )
         return f"{base}/{path}/{token}"
 
     return Links(

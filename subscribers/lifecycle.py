@@ -90,7 +90,7 @@ def get_by_email(session: Session, email: str) -> Subscriber | None:
 
 def from_token(session: Session, claims: TokenClaims) -> Subscriber:
     """The subscriber a verified token names, if the token is still current."""
-    sub = session.get(Subscriber, claims.subscriber_id)
+    sub = session.exec(select(Subscriber).where(Subscriber.public_id == claims.public_id)).first()
     if sub is None or sub.token_version != claims.token_version:
         raise NotSubscribed("this link is no longer valid")
     return sub

@@ -28,19 +28,19 @@ def recipient_links(settings: Settings, subscriber: Subscriber) -> dict[str, str
     """Signed unsubscribe and preferences URLs for one subscriber."""
     assert subscriber.id is not None, "subscriber must be saved before links are signed"
     unsubscribe, preferences = _signed_links(
-        settings.base_url, settings.secret, subscriber.id, subscriber.token_version
+        settings.base_url, settings.secret, subscriber.public_id, subscriber.token_version
     )
     return {"unsubscribe_url": unsubscribe, "preferences_url": preferences}
 
 
 @lru_cache(maxsize=4096)
-def _signed_links(base: str, secret: str, subscriber_id: int, version: int) -> tuple[str, str]:
+def _signed_links(base: str, secret: str, public_id: str, version: int) -> tuple[str, str]:
     # Memoised: a send asks for the same recipient's links twice (body and headers), and
     # signing is most of the per-recipient cost. Keyed by token version and secret, so an
     # invalidated token is never handed out again.
     return (
-        f"{base}/unsubscribe/{make_token(secret, 'unsubscribe', subscriber_id, version)}",
-        f"{base}/preferences/{make_token(secret, 'preferences', subscriber_id, version)}",
+        f"{base}/unsubscribe/{make_token(secret, 'unsubscribe', public_id, version)}",
+        f"{base}/preferences/{make_token(secret, 'preferences', public_id, version)}",
     )
 
 
