@@ -9,6 +9,8 @@ Functions flush but never commit: the caller owns the transaction.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from subscribers.models import (
     Subscriber,
     SubscriberStatus,
     SubscriberTopic,
+    SuppressedAddress,
     utcnow,
 )
 from subscribers.tokens import TokenClaims
@@ -103,8 +106,32 @@ def topics_of(session: Session, subscriber: Subscriber) -> list[str]:
     return sorted(rows)
 
 
+def address_hash(key: bytes, address: str) -> str:
+    """Keyed hash of a normalised address: recognisable with the key, unreadable without."""
+    return hmac.new(key, address.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def erased_suppressed(session: Session, key: bytes, addresses: Collection[str]) -> set[str]:
+    """Which of these addresses belonged to someone erased after a bounce or complaint."""
+    if not addresses:
+        return set()
+    by_hash = {address_hash(key, a): a for a in addresses}
+    found = session.exec(
+        select(SuppressedAddress.address_hash).where(
+            SuppressedAddress.address_hash.in_(list(by_hash))  # type: ignore[attr-defined]
+        )
+    ).all()
+    return {by_hash[h] for h in found}
+
+
 def _set_topics(session: Session, subscriber: Subscriber, topics: list[str]) -> None:
-    session.exec(delete(SubscriberTopic).where(SubscriberTopic.subscriber_id == subscriber.id))  # type: ignore[call-overload]
+    # synchronize_session=False: the default scans the whole identity map on every call,
+    # which made long-lived sessions (imports) quadratic.
+    session.exec(  # type: ignore[call-overload]
+        delete(SubscriberTopic)
+        .where(SubscriberTopic.subscriber_id == subscriber.id)
+        .execution_options(synchronize_session=False)
+    )
     for slug in topics:
         session.add(SubscriberTopic(subscriber_id=subscriber.id, topic_slug=slug))
     session.flush()
@@ -251,14 +278,18 @@ def add_confirmed(
     consent_text_version: str,
     source: str,
     name: str = "",
+    suppression_key: bytes | None = None,
 ) -> Subscriber:
     """An operator vouches for the person's consent: active at once, with the vouching recorded.
 
-    Suppressed addresses stay suppressed; everybody else ends up active with these topics.
+    Suppressed addresses stay suppressed, also after the person was erased (their keyed
+    hash is kept, checked with `suppression_key`); everybody else ends up active.
     """
     address = normalize_email(email)
     chosen = clean_topics(topics, known_topics)
     sub = get_by_email(session, address)
+    if sub is None and suppression_key and erased_suppressed(session, suppression_key, [address]):
+        raise SubscriberError(f"{address} is suppressed (it bounced or complained before)")
     if sub is None:
         sub = _new_subscriber(address, name, SubscriberStatus.ACTIVE)
         session.add(sub)
@@ -342,12 +373,20 @@ def suppress(session: Session, email: str, reason: str, *, source: str = "webhoo
     return True
 
 
-def erase(session: Session, email: str) -> bool:
-    """Delete the person and everything that names them (topics, consent, deliveries)."""
+def erase(session: Session, email: str, *, suppression_key: bytes) -> bool:
+    """Delete the person and everything that names them (topics, consent, deliveries).
+
+    A suppressed address leaves only a keyed hash behind, so that an import or an operator
+    cannot add it again (a new double opt-in by the person still works).
+    """
     address = normalize_email(email)
     sub = get_by_email(session, address)
     if sub is None:
         return False
+    if sub.status == SubscriberStatus.SUPPRESSED:
+        digest = address_hash(suppression_key, address)
+        if session.get(SuppressedAddress, digest) is None:
+            session.add(SuppressedAddress(address_hash=digest, reason=sub.suppressed_reason))
     # Bump first so a link that races the delete cannot match a half-erased row.
     sub.token_version += 1
     session.flush()

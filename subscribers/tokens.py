@@ -1,9 +1,9 @@
 """Signed, purpose-scoped tokens for links in emails (confirm, preferences, unsubscribe).
 
 A token names a subscriber by their random `public_id` (never the sequential row id, which
-would tell anyone holding a link how big the list is) and their `token_version`; bumping the version (erase, address
-change) or rotating the secret invalidates every earlier token. Tokens for one purpose are
-useless for another because the purpose is the signing salt.
+would tell anyone holding a link how big the list is) and their `token_version`; bumping
+the version (erase, address change) or rotating the secret invalidates every earlier token.
+Tokens for one purpose are useless for another because the purpose is the signing salt.
 """
 
 from __future__ import annotations
