@@ -108,6 +108,7 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
         database_url=db_url,
         secret_key="test-secret-key-not-for-production",
         postal_address="1 Test Street, Testville",
+        allowed_hosts="testserver",  # the Host header of Starlette's TestClient
         _env_file=None,
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -34,7 +35,8 @@ def client(settings, engine, keypair):
     return TestClient(create_app(settings.model_copy(update={"sendgrid_webhook_key": keypair[1]})))
 
 
-def signed(private, body: bytes, timestamp: str = "1767225600") -> dict[str, str]:
+def signed(private, body: bytes, timestamp: str | None = None) -> dict[str, str]:
+    timestamp = timestamp or str(int(time.time()))
     signature = private.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
     return {
         webhooks.SIGNATURE_HEADER: base64.b64encode(signature).decode(),
