@@ -289,7 +289,7 @@ def test_erase_invalidates_every_link(client, settings, engine) -> None:
     with Session(engine) as session:
         from subscribers import lifecycle
 
-        lifecycle.erase(session, "ada@example.org")
+        lifecycle.erase(session, "ada@example.org", suppression_key=b"k" * 32)
         session.commit()
     assert client.get(links["preferences"]).status_code == 400
     assert client.post(links["unsubscribe"]).status_code == 400
