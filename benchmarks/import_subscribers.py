@@ -46,18 +46,18 @@ def make_csv(rows: int, slugs: list[str]) -> str:
     return out.getvalue()
 
 
-def bulk(url: str, var: Path, text: str) -> float:
+def bulk(url: str, var: Path, text: str) -> tuple[float, float]:
     engine = make_engine(url)
     init_database(engine)
     settings = load_settings(var_dir=var, database_url=url, _env_file=None)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     report = import_subscribers(engine, settings, text, confirmed=True)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     with session_scope(engine) as session:
         stored = session.execute(select(func.count()).select_from(Subscriber)).scalar_one()
     assert stored == report.imported, (stored, report.imported)
     engine.dispose()
-    return elapsed
+    return elapsed, cpu
 
 
 def row_by_row(url: str, text: str) -> float:
@@ -107,19 +107,22 @@ def main() -> None:
             dbs.append(("PostgreSQL", cluster.create_database))
         table = []
         for label, new_db in dbs:
-            a = bulk(new_db("bulk"), root / f"var-{label}", text)
+            a, cpu = bulk(new_db("bulk"), root / f"var-{label}", text)
             b = row_by_row(new_db("rows"), sample) * args.rows / args.sample
-            table.append((label, a, b))
+            table.append((label, a, cpu, b))
             dispose_engines()
         print(f"\nImporting {args.rows:,} subscribers (--confirmed), seconds:")
         print(
-            "| database | (a) bulk import | rows/s "
+            "| database | (a) bulk import, wall | its CPU (this process) | rows/s "
             f"| (b) row by row (scaled from {args.sample:,}) |"
         )
-        print("|---|---:|---:|---:|")
-        for label, a, b in table:
-            print(f"| {label} | {a:.1f} s | {args.rows / a:,.0f} | {b:.0f} s ({b / a:.0f}x) |")
-        slow = [label for label, a, _ in table if a > TARGET_SECONDS * args.rows / 100_000]
+        print("|---|---:|---:|---:|---:|")
+        for label, a, cpu, b in table:
+            print(
+                f"| {label} | {a:.1f} s | {cpu:.1f} s | {args.rows / a:,.0f} "
+                f"| {b:.0f} s ({b / a:.0f}x) |"
+            )
+        slow = [label for label, a, *_ in table if a > TARGET_SECONDS * args.rows / 100_000]
         if slow:
             print(f"over the {TARGET_SECONDS:.0f} s target on: {', '.join(slow)}")
             sys.exit(1)

@@ -18,15 +18,16 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from sqlalchemy import Row, bindparam, case, delete, func, insert, update
+from sqlalchemy import Row, bindparam, case, delete, func, update
 from sqlmodel import Session, select
 
-from subscribers import lifecycle
+from subscribers import bulk, lifecycle
 from subscribers.models import (
     ConsentRecord,
     Subscriber,
     SubscriberStatus,
     SubscriberTopic,
+    new_public_id,
     utcnow,
 )
 
@@ -121,7 +122,7 @@ def check_against_database(
         known = dict(
             session.exec(
                 select(Subscriber.email, Subscriber.status).where(
-                    Subscriber.email.in_(emails)  # type: ignore[attr-defined]
+                    bulk.one_of(session, Subscriber.email, emails)
                 )
             ).all()
         )
@@ -178,17 +179,19 @@ def write_chunk(
                 table.c.token_version,
                 table.c.confirmations_sent_on,
                 table.c.confirmations_sent_count,
-            ).where(table.c.email.in_([r.email for r in rows]))
+            ).where(bulk.one_of(session, table.c.email, [r.email for r in rows]))
         ).all()
     }
     fresh = [r for r in rows if r.email not in existing]
     ids: dict[str, int] = {}
     if fresh:
-        inserted = session.execute(
-            insert(table).returning(table.c.id, table.c.email),
+        bulk.insert_rows(
+            session,
+            table,
             [
                 {
                     "email": r.email,
+                    "public_id": new_public_id(),
                     "name": r.name[:200],
                     "status": SubscriberStatus.ACTIVE if confirmed else SubscriberStatus.PENDING,
                     "created_at": now,
@@ -200,6 +203,11 @@ def write_chunk(
                 }
                 for r in fresh
             ],
+        )
+        inserted = session.execute(
+            select(table.c.id, table.c.email).where(
+                bulk.one_of(session, table.c.email, [r.email for r in fresh])
+            )
         ).all()
         ids.update({email: sid for sid, email in inserted})
     owed_ids: list[int] = []
@@ -258,18 +266,20 @@ def write_chunk(
     topic_table = SubscriberTopic.__table__  # type: ignore[attr-defined]
     replace = [ids[r.email] for r in written if ids[r.email] not in keep_topics]
     if replace:
-        session.execute(delete(topic_table).where(topic_table.c.subscriber_id.in_(replace)))
+        session.execute(
+            delete(topic_table).where(bulk.one_of(session, topic_table.c.subscriber_id, replace))
+        )
     topic_rows = [
         {"subscriber_id": ids[r.email], "topic_slug": slug}
         for r in written
         if ids[r.email] not in keep_topics
         for slug in r.topics
     ]
-    if topic_rows:
-        session.execute(insert(topic_table), topic_rows)
+    bulk.insert_rows(session, topic_table, topic_rows)
     consent_table = ConsentRecord.__table__  # type: ignore[attr-defined]
-    session.execute(
-        insert(consent_table),
+    bulk.insert_rows(
+        session,
+        consent_table,
         [
             {
                 "subscriber_id": ids[r.email],
@@ -299,14 +309,14 @@ def _owed(
     if kept:
         for sid, slug in session.execute(
             select(SubscriberTopic.subscriber_id, SubscriberTopic.topic_slug).where(
-                SubscriberTopic.subscriber_id.in_(kept)  # type: ignore[attr-defined]
+                bulk.one_of(session, SubscriberTopic.subscriber_id, kept)
             )
         ).all():
             kept_topics.setdefault(sid, []).append(slug)
     people = session.execute(
         select(
             table.c.id, table.c.email, table.c.status, table.c.public_id, table.c.token_version
-        ).where(table.c.id.in_(owed_ids))
+        ).where(bulk.one_of(session, table.c.id, owed_ids))
     ).all()
     return [
         ConfirmationOwed(

@@ -22,6 +22,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete
 from sqlmodel import Session, select
 
+from subscribers import bulk
 from subscribers.models import (
     ConsentRecord,
     Subscriber,
@@ -141,7 +142,7 @@ def erased_suppressed(session: Session, key: bytes, addresses: Collection[str]) 
     by_hash = {address_hash(key, a): a for a in addresses}
     found = session.exec(
         select(SuppressedAddress.address_hash).where(
-            SuppressedAddress.address_hash.in_(list(by_hash))  # type: ignore[attr-defined]
+            bulk.one_of(session, SuppressedAddress.address_hash, list(by_hash))
         )
     ).all()
     return {by_hash[h] for h in found}
