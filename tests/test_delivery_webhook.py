@@ -108,3 +108,22 @@ def test_no_key_configured_refuses_everything(client, keypair):
 def test_malformed_bodies_are_400(client, keypair, body):
     response = client.post("/webhooks/sendgrid", content=body, headers=signed(keypair[0], body))
     assert response.status_code == 400
+
+
+def test_old_signed_events_are_refused(client, keypair):
+    """A replayed capture (valid signature, old timestamp) is refused: freshness window."""
+    body = json.dumps([{"sg_event_id": "old1", "event": "spamreport", "email": "a@example.org"}])
+    stale = str(int(time.time()) - 3600)
+    resp = client.post(
+        "/webhooks/sendgrid", content=body, headers=signed(keypair[0], body.encode(), stale)
+    )
+    assert resp.status_code == 403 and "window" in resp.json()["error"]
+    future = str(int(time.time()) + 3600)
+    resp = client.post(
+        "/webhooks/sendgrid", content=body, headers=signed(keypair[0], body.encode(), future)
+    )
+    assert resp.status_code == 403
+    fresh = client.post(
+        "/webhooks/sendgrid", content=body, headers=signed(keypair[0], body.encode())
+    )
+    assert fresh.status_code == 200
