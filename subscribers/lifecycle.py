@@ -117,7 +117,12 @@ def get_by_email(session: Session, email: str) -> Subscriber | None:
 
 def from_token(session: Session, claims: TokenClaims) -> Subscriber:
     """The subscriber a verified token names, if the token is still current."""
-    sub = session.exec(select(Subscriber).where(Subscriber.public_id == claims.public_id)).first()
+    if claims.legacy_id is not None:
+        sub = session.get(Subscriber, claims.legacy_id)
+    else:
+        sub = session.exec(
+            select(Subscriber).where(Subscriber.public_id == claims.public_id)
+        ).first()
     if sub is None or sub.token_version != claims.token_version:
         raise NotSubscribed("this link is no longer valid")
     return sub

@@ -23,6 +23,9 @@ class TokenError(Exception):
 class TokenClaims:
     public_id: str
     token_version: int
+    # Links signed before public ids existed named the row id; they keep working (emails
+    # already sent must still unsubscribe), and no new link is made that way.
+    legacy_id: int | None = None
 
 
 def _serializer(secret: str, purpose: str) -> URLSafeTimedSerializer:
@@ -46,9 +49,10 @@ def read_token(secret: str, purpose: str, token: str, max_age: int | None = None
     if (
         not isinstance(data, list)
         or len(data) != 2
-        or not isinstance(data[0], str)
+        or not all(isinstance(x, str | int) and not isinstance(x, bool) for x in data)
         or not isinstance(data[1], int)
-        or isinstance(data[1], bool)
     ):
         raise TokenError("this link is not valid")
+    if isinstance(data[0], int):
+        return TokenClaims(public_id="", token_version=data[1], legacy_id=data[0])
     return TokenClaims(public_id=data[0], token_version=data[1])

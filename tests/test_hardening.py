@@ -475,3 +475,16 @@ def test_links_carry_a_random_public_id(engine, settings) -> None:
         payload = json.loads(base64_decode(token.split(".")[0]))
         assert payload[0] == sub.public_id and isinstance(payload[0], str)  # not the row id
         assert len(sub.public_id) >= 16
+
+
+def test_links_sent_before_public_ids_still_unsubscribe(engine, settings) -> None:
+    from itsdangerous import URLSafeTimedSerializer
+
+    sub = _vouch(engine, settings, "early@example.org")
+    old = URLSafeTimedSerializer(settings.secret, salt="newsletter.unsubscribe").dumps(
+        [sub.id, sub.token_version]
+    )
+    client = TestClient(create_app(settings))
+    assert client.post(f"/unsubscribe/{old}").status_code == 200
+    with read_session(engine) as session:
+        assert session.get(Subscriber, sub.id).status == "unsubscribed"
