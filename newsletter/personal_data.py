@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlmodel import Session
 
 from newsletter.models import Delivery, Issue, ProviderEvent
@@ -21,7 +21,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _event_filter(address: str, delivery_ids: list[int]) -> Any:
-    by_address = ProviderEvent.email.ilike(address)  # type: ignore[attr-defined]
+    by_address = func.lower(ProviderEvent.email) == address  # `address` is normalised
     if not delivery_ids:
         return by_address
     return or_(by_address, ProviderEvent.delivery_id.in_(delivery_ids))  # type: ignore[union-attr]
