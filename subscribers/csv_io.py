@@ -3,8 +3,8 @@ slugs) and `name`.
 
 Import is all-or-nothing for bad rows: every row is checked (syntax, then against the
 database) before anything is written, and the first problems are reported by row number
-(the header is row 1) and column name. Rows are then written in bulk statements, a few
-hundred per short transaction, so a 100k-row import neither holds the database's write lock
+(the header is row 1) and column name. Rows are then written in bulk statements, a couple
+of thousand per short transaction, so a 100k-row import neither holds the write lock
 for minutes nor slows down row by row. Writing is idempotent: should the process die half
 way, running the same import again finishes it.
 """
