@@ -7,7 +7,10 @@ welcome emails and hands them to the configured transport. The web routes and th
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -15,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from newsletter.db import session_scope
+from newsletter.db import read_session, session_scope
 from newsletter.models import Topic
 from newsletter.settings import Settings
 from newsletter.transports import get_transport
@@ -48,7 +51,7 @@ def links_for(settings: Settings, subscriber: Subscriber, *, absolute: bool = Tr
     base = settings.base_url if absolute else ""
 
     def url(purpose: str, path: str) -> str:
-        token = make_token(settings.secret, purpose, subscriber.id or 0, subscriber.token_version)
+        token = make_token(settings.secret, purpose, subscriber.public_id, subscriber.token_version)
         return f"{base}/{path}/{token}"
 
     return Links(
@@ -245,35 +248,56 @@ class ImportReport:
     confirmations_sent: int
 
 
+def suppression_key(settings: Settings) -> bytes:
+    """Key of the hashes kept of erased suppressed addresses (derived from the secret)."""
+    return hmac.new(settings.secret.encode(), b"suppressed-address", hashlib.sha256).digest()
+
+
+# SQLite: after each write transaction the import leaves the write lock free for as long
+# as SQLite's busy handler sleeps at most between two tries (100 ms), so a waiting writer
+# (a one-click unsubscribe) gets it within one transaction plus one pause.
+IMPORT_PAUSE_SECONDS = 0.1
+
+
 def import_subscribers(
     engine: Engine, settings: Settings, text: str, *, confirmed: bool
 ) -> ImportReport:
-    """Import a CSV all-or-nothing; without `confirmed`, mail each new person a confirmation.
+    """Import a CSV; without `confirmed`, mail each new person a confirmation.
 
-    Raises csv_io.CsvImportError naming row and column; nothing is written then.
+    Every row is checked first (raises csv_io.CsvImportError naming row and column; nothing
+    is written then); then rows are written in bulk, 2,000 per short transaction,
+    so pages and one-click unsubscribes keep answering during a large import.
     """
     from subscribers import csv_io
 
-    with session_scope(engine) as session:
+    with read_session(engine) as session:
         catalog = topic_catalog(session)
-        known = {t.slug for t in catalog}
-        rows = csv_io.parse_import(text, known)
-        results = csv_io.import_rows(
-            session,
-            rows,
-            known_topics=known,
-            confirmed=confirmed,
-            consent_text_version=CONSENT_TEXT_VERSION,
-            source="import",
+        rows = csv_io.parse_import(text, {t.slug for t in catalog})
+        skip = csv_io.check_against_database(
+            session, rows, confirmed=confirmed, suppression_key=suppression_key(settings)
         )
-        due = [
-            (r.subscriber, lifecycle.topics_of(session, r.subscriber))
-            for r in results
-            if r.send_confirmation
-        ]
-    for sub, topics in due:
-        send_confirmation(settings, sub, topics, catalog)
-    return ImportReport(imported=len(results), confirmations_sent=len(due))
+    owed: list[csv_io.ConfirmationOwed] = []
+    for start in range(0, len(rows), csv_io.CHUNK_ROWS):
+        chunk = rows[start : start + csv_io.CHUNK_ROWS]
+        for attempt in range(3):
+            try:
+                with session_scope(engine) as session:
+                    owed += csv_io.write_chunk(
+                        session,
+                        chunk,
+                        confirmed=confirmed,
+                        consent_text_version=CONSENT_TEXT_VERSION,
+                        skip=skip,
+                    )
+                break
+            except IntegrityError:  # someone subscribed through the form meanwhile
+                if attempt == 2:
+                    raise
+        if engine.dialect.name == "sqlite":
+            time.sleep(IMPORT_PAUSE_SECONDS)
+    for due in owed:
+        send_confirmation(settings, due.subscriber, due.topics, catalog)
+    return ImportReport(imported=len(rows), confirmations_sent=len(owed))
 
 
 def add_subscriber(
@@ -297,5 +321,6 @@ def add_subscriber(
             consent_text_version=CONSENT_TEXT_VERSION,
             source="cli",
             name=name,
+            suppression_key=suppression_key(settings),
         )
     return lifecycle.SubscribeResult(sub, False, "vouched")

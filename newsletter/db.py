@@ -16,6 +16,7 @@ from sqlmodel import Session, create_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _engines: dict[str, Engine] = {}
+_readers: dict[int, tuple[Engine, Engine]] = {}
 
 
 def _set_sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -27,10 +28,18 @@ def _set_sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped
     cur.close()
 
 
-def _sqlite_begin_immediate(conn) -> None:  # type: ignore[no-untyped-def]
-    # Take the write lock at BEGIN so two writers queue on busy_timeout instead of one
-    # failing with "database is locked" when it upgrades a read transaction.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+READ_ONLY_OPTION = "newsletter_read_only"
+
+
+def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
+    # Writers take the write lock at BEGIN so two of them queue on busy_timeout instead of
+    # one failing with "database is locked" when it upgrades a read transaction. Readers
+    # (`read_session`) begin deferred: in WAL mode they read a snapshot beside a writer
+    # and never wait for one.
+    if conn.get_execution_options().get(READ_ONLY_OPTION):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -50,7 +59,7 @@ def make_engine(url: str) -> Engine:
         def _no_pysqlite_begin(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
             dbapi_conn.isolation_level = None
 
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
@@ -67,6 +76,7 @@ def dispose_engines() -> None:
     for engine in _engines.values():
         engine.dispose()
     _engines.clear()
+    _readers.clear()
 
 
 @contextmanager
@@ -81,14 +91,33 @@ def session_scope(engine: Engine) -> Iterator[Session]:
             raise
 
 
+def reader(engine: Engine) -> Engine:
+    """The same engine (same pool) for transactions that only read: on SQLite they do not
+    take the write lock, so pages stay fast while an import or a send writes."""
+    found = _readers.get(id(engine))
+    if found is None or found[0] is not engine:
+        found = _readers[id(engine)] = (
+            engine,
+            engine.execution_options(**{READ_ONLY_OPTION: True}),
+        )
+    return found[1]
+
+
+@contextmanager
+def read_session(engine: Engine) -> Iterator[Session]:
+    """A session for pages and reports that only read (nothing is committed)."""
+    with Session(reader(engine), expire_on_commit=False) as session:
+        yield session
+
+
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
 def ping(engine: Engine) -> bool:
-    """True when the database answers a trivial query."""
+    """True when the database answers a trivial query (without waiting for a writer)."""
     try:
-        with engine.connect() as conn:
+        with reader(engine).connect() as conn:
             conn.execute(text("SELECT 1"))
         return True
     except Exception:

@@ -17,6 +17,7 @@ from subscribers.models import (  # noqa: F401  (registers the tables)
     Subscriber,
     SubscriberStatus,
     SubscriberTopic,
+    SuppressedAddress,
     utcnow,
 )
 

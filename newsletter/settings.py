@@ -7,7 +7,9 @@ operator never has to read a traceback to learn that a setting is wrong.
 from __future__ import annotations
 
 import ipaddress
+import os
 import secrets
+import time
 from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +27,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+MIN_SECRET_LENGTH = 32  # secret key and admin token, when the site is public
 DEFAULT_PAPER_SEARCH_URL = "https://arxiv.org/search/?query={query}&searchtype=title&abstracts=show&order=-announced_date_first"
 
 
@@ -94,6 +97,12 @@ class Settings(BaseSettings):
     dns_server: str = ""  # host or host:port doctor asks instead of the system resolver
     bounce_address: str = ""  # envelope sender; VERP puts the recipient in it
     bounce_imap_url: str = ""  # imap(s)://user:password@host:port/MAILBOX that bounces reach
+
+    # Issue 12 (hardening): request body cap, Host check, proxies, webhook freshness.
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    allowed_hosts: str = ""  # comma-separated extra Host names besides the base URL's
+    trusted_proxies: str = "127.0.0.1,::1"  # uvicorn forwarded_allow_ips; "*" trusts all
+    webhook_max_age_seconds: int = Field(default=600, ge=1)
 
     @field_validator("database_url")
     @classmethod
@@ -197,7 +206,24 @@ class Settings(BaseSettings):
                 "NEWSLETTER_SECRET_KEY: required when NEWSLETTER_BASE_URL is not loopback "
                 f"({self.base_url}); set a long random value"
             )
+        if not self.base_url_is_loopback:
+            for name, value in (("SECRET_KEY", self.secret_key), ("ADMIN_TOKEN", self.admin_token)):
+                if value and len(value) < MIN_SECRET_LENGTH:
+                    raise ValueError(
+                        f"NEWSLETTER_{name}: needs at least {MIN_SECRET_LENGTH} characters with a "
+                        f"public NEWSLETTER_BASE_URL ({self.base_url})"
+                    )
         return self
+
+    @property
+    def allowed_host_names(self) -> frozenset[str]:
+        """Host header names this site answers to: the base URL's host, loopback names when
+        the base URL is loopback, and NEWSLETTER_ALLOWED_HOSTS."""
+        names = {(urlsplit(self.base_url).hostname or "").lower()}
+        if self.base_url_is_loopback:
+            names |= {"localhost", "127.0.0.1", "::1"}
+        names |= {h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip()}
+        return frozenset(names - {""})
 
     @property
     def base_url_is_loopback(self) -> bool:
@@ -244,13 +270,22 @@ class Settings(BaseSettings):
         if self.secret_key:
             return self.secret_key
         path = self.var_dir / "secret_key"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(secrets.token_urlsafe(48))
-            tmp.chmod(0o600)
-            tmp.replace(path)
-        self.secret_key = path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # Created 0600 and exclusively: never readable by others, even for a moment, and
+            # two processes starting at once cannot both write a different key.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48))
+        for _ in range(50):  # a concurrent creator may not have written it yet
+            key = path.read_text().strip()
+            if key:
+                break
+            time.sleep(0.02)
+        self.secret_key = key
         return self.secret_key
 
 

@@ -9,20 +9,26 @@ Functions flush but never commit: the caller owns the transaction.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import re
 import secrets
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete
 from sqlmodel import Session, select
 
+from subscribers import bulk
 from subscribers.models import (
     ConsentRecord,
     Subscriber,
     SubscriberStatus,
     SubscriberTopic,
+    SuppressedAddress,
     utcnow,
 )
 from subscribers.tokens import TokenClaims
@@ -60,6 +66,14 @@ def normalize_email(raw: str) -> str:
         raise InvalidEmail("that email address is too long")
     if any(ch in value for ch in "\r\n\0"):
         raise InvalidEmail("an email address cannot contain line breaks")
+    local, _, domain = value.rpartition("@")
+    if _PLAIN_LOCAL_PART.match(local) and len(local) <= 64:
+        # The common case, fast (bulk imports): a plain ASCII local part needs no
+        # normalising, and the domain's check is done once per domain.
+        address = f"{local}@{_checked_domain(domain)}"
+        if len(address) > 254:
+            raise InvalidEmail("that email address is too long")
+        return address.lower()
     try:
         info = validate_email(value, check_deliverability=False)
     except EmailNotValidError as exc:
@@ -68,6 +82,19 @@ def normalize_email(raw: str) -> str:
     if len(info.local_part) > 64 or len(info.normalized) > 254:
         raise InvalidEmail("that email address is too long")
     return info.normalized.lower()
+
+
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_LOCAL_PART = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*\Z")
+
+
+@lru_cache(maxsize=4096)
+def _checked_domain(domain: str) -> str:
+    """The validator's normalised form of a domain (exceptions are not cached)."""
+    try:
+        return validate_email(f"x@{domain}", check_deliverability=False).domain
+    except EmailNotValidError as exc:
+        raise InvalidEmail(f"that is not a valid email address: {exc}") from None
 
 
 def clean_topics(topics: Iterable[str], known_topics: Collection[str]) -> list[str]:
@@ -90,7 +117,12 @@ def get_by_email(session: Session, email: str) -> Subscriber | None:
 
 def from_token(session: Session, claims: TokenClaims) -> Subscriber:
     """The subscriber a verified token names, if the token is still current."""
-    sub = session.get(Subscriber, claims.subscriber_id)
+    if claims.legacy_id is not None:
+        sub = session.get(Subscriber, claims.legacy_id)
+    else:
+        sub = session.exec(
+            select(Subscriber).where(Subscriber.public_id == claims.public_id)
+        ).first()
     if sub is None or sub.token_version != claims.token_version:
         raise NotSubscribed("this link is no longer valid")
     return sub
@@ -103,8 +135,32 @@ def topics_of(session: Session, subscriber: Subscriber) -> list[str]:
     return sorted(rows)
 
 
+def address_hash(key: bytes, address: str) -> str:
+    """Keyed hash of a normalised address: recognisable with the key, unreadable without."""
+    return hmac.new(key, address.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def erased_suppressed(session: Session, key: bytes, addresses: Collection[str]) -> set[str]:
+    """Which of these addresses belonged to someone erased after a bounce or complaint."""
+    if not addresses:
+        return set()
+    by_hash = {address_hash(key, a): a for a in addresses}
+    found = session.exec(
+        select(SuppressedAddress.address_hash).where(
+            bulk.one_of(session, SuppressedAddress.address_hash, list(by_hash))
+        )
+    ).all()
+    return {by_hash[h] for h in found}
+
+
 def _set_topics(session: Session, subscriber: Subscriber, topics: list[str]) -> None:
-    session.exec(delete(SubscriberTopic).where(SubscriberTopic.subscriber_id == subscriber.id))  # type: ignore[call-overload]
+    # synchronize_session=False: the default scans the whole identity map on every call,
+    # which made long-lived sessions (imports) quadratic.
+    session.exec(  # type: ignore[call-overload]
+        delete(SubscriberTopic)
+        .where(SubscriberTopic.subscriber_id == subscriber.id)
+        .execution_options(synchronize_session=False)
+    )
     for slug in topics:
         session.add(SubscriberTopic(subscriber_id=subscriber.id, topic_slug=slug))
     session.flush()
@@ -251,14 +307,18 @@ def add_confirmed(
     consent_text_version: str,
     source: str,
     name: str = "",
+    suppression_key: bytes | None = None,
 ) -> Subscriber:
     """An operator vouches for the person's consent: active at once, with the vouching recorded.
 
-    Suppressed addresses stay suppressed; everybody else ends up active with these topics.
+    Suppressed addresses stay suppressed, also after the person was erased (their keyed
+    hash is kept, checked with `suppression_key`); everybody else ends up active.
     """
     address = normalize_email(email)
     chosen = clean_topics(topics, known_topics)
     sub = get_by_email(session, address)
+    if sub is None and suppression_key and erased_suppressed(session, suppression_key, [address]):
+        raise SubscriberError(f"{address} is suppressed (it bounced or complained before)")
     if sub is None:
         sub = _new_subscriber(address, name, SubscriberStatus.ACTIVE)
         session.add(sub)
@@ -342,12 +402,20 @@ def suppress(session: Session, email: str, reason: str, *, source: str = "webhoo
     return True
 
 
-def erase(session: Session, email: str) -> bool:
-    """Delete the person and everything that names them (topics, consent, deliveries)."""
+def erase(session: Session, email: str, *, suppression_key: bytes) -> bool:
+    """Delete the person and everything that names them (topics, consent, deliveries).
+
+    A suppressed address leaves only a keyed hash behind, so that an import or an operator
+    cannot add it again (a new double opt-in by the person still works).
+    """
     address = normalize_email(email)
     sub = get_by_email(session, address)
     if sub is None:
         return False
+    if sub.status == SubscriberStatus.SUPPRESSED:
+        digest = address_hash(suppression_key, address)
+        if session.get(SuppressedAddress, digest) is None:
+            session.add(SuppressedAddress(address_hash=digest, reason=sub.suppressed_reason))
     # Bump first so a link that races the delete cannot match a half-erased row.
     sub.token_version += 1
     session.flush()

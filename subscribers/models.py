@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -11,6 +12,11 @@ from sqlmodel import Field, SQLModel
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def new_public_id() -> str:
+    """The random id links carry instead of the row id (which would reveal the list size)."""
+    return secrets.token_urlsafe(12)
 
 
 def _ts(nullable: bool = True) -> Column:  # type: ignore[type-arg]
@@ -28,6 +34,14 @@ class SubscriberStatus(StrEnum):
 class Subscriber(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=320, unique=True, index=True)
+    # Also a column default, so bulk (Core) inserts get one too.
+    public_id: str = Field(
+        default_factory=new_public_id,
+        max_length=32,
+        unique=True,
+        index=True,
+        sa_column_kwargs={"default": new_public_id},
+    )
     name: str = Field(default="", max_length=200)
     status: str = Field(default=SubscriberStatus.PENDING, max_length=20, index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(False))
@@ -64,3 +78,13 @@ class ConsentRecord(SQLModel, table=True):
     client_address: str = Field(default="", max_length=64)
     consent_text_version: str = Field(default="", max_length=32)
     source: str = Field(default="", max_length=64)  # web, cli, import, one-click, webhook
+
+
+class SuppressedAddress(SQLModel, table=True):
+    """A keyed hash of an erased address that had bounced or complained: erasing the person
+    leaves no address behind, yet an import or an operator cannot put it back on the list."""
+
+    __tablename__ = "suppressed_address"
+    address_hash: str = Field(primary_key=True, max_length=64)
+    reason: str = Field(default="", max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(False))

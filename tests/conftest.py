@@ -29,9 +29,12 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """Debian's Chromium driven by Playwright, shared by every browser test of this process.
+    """Debian's Chromium driven by Playwright, shared by the browser tests of one module.
+
+    Module scope, not session: Playwright's sync API keeps an asyncio loop running while it
+    is open, and later tests of the same worker that call `asyncio.run` would fail.
 
     Without Chromium the browser tests are skipped with how to get it, except under CI=true,
     where a missing browser fails the run as a missing PostgreSQL does. Playwright never
@@ -144,6 +147,7 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
         database_url=db_url,
         secret_key="test-secret-key-not-for-production",
         postal_address="1 Test Street, Testville",
+        allowed_hosts="testserver",  # the Host header of Starlette's TestClient
         _env_file=None,
     )
 

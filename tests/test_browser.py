@@ -29,7 +29,7 @@ def site(db_url, tmp_path, engine) -> Iterator[tuple[str, object]]:
         var_dir=tmp_path / "var",
         database_url=db_url,
         base_url=f"http://127.0.0.1:{port}",
-        secret_key="browser-test-secret",
+        secret_key="browser-test-secret-0123456789abcdef",
         postal_address="1 Test Street, Testville",
         _env_file=None,
     )
@@ -39,7 +39,7 @@ def site(db_url, tmp_path, engine) -> Iterator[tuple[str, object]]:
             issue.status = IssueStatus.SENT
             issue.sent_at = datetime.fromisoformat(f"{month}-28T09:00:00").replace(tzinfo=UTC)
         session.commit()
-    with live_server(create_app(settings), port=port) as base_url:
+    with live_server(create_app(settings, bind_host="127.0.0.1"), port=port) as base_url:
         yield base_url, engine
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -34,7 +35,8 @@ def client(settings, engine, keypair):
     return TestClient(create_app(settings.model_copy(update={"sendgrid_webhook_key": keypair[1]})))
 
 
-def signed(private, body: bytes, timestamp: str = "1767225600") -> dict[str, str]:
+def signed(private, body: bytes, timestamp: str | None = None) -> dict[str, str]:
+    timestamp = timestamp or str(int(time.time()))
     signature = private.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
     return {
         webhooks.SIGNATURE_HEADER: base64.b64encode(signature).decode(),
@@ -106,3 +108,22 @@ def test_no_key_configured_refuses_everything(client, keypair):
 def test_malformed_bodies_are_400(client, keypair, body):
     response = client.post("/webhooks/sendgrid", content=body, headers=signed(keypair[0], body))
     assert response.status_code == 400
+
+
+def test_old_signed_events_are_refused(client, keypair):
+    """A replayed capture (valid signature, old timestamp) is refused: freshness window."""
+    body = json.dumps([{"sg_event_id": "old1", "event": "spamreport", "email": "a@example.org"}])
+    stale = str(int(time.time()) - 3600)
+    resp = client.post(
+        "/webhooks/sendgrid", content=body, headers=signed(keypair[0], body.encode(), stale)
+    )
+    assert resp.status_code == 403 and "window" in resp.json()["error"]
+    future = str(int(time.time()) + 3600)
+    resp = client.post(
+        "/webhooks/sendgrid", content=body, headers=signed(keypair[0], body.encode(), future)
+    )
+    assert resp.status_code == 403
+    fresh = client.post(
+        "/webhooks/sendgrid", content=body, headers=signed(keypair[0], body.encode())
+    )
+    assert fresh.status_code == 200

@@ -272,7 +272,7 @@ def test_personalize_fills_html_safe_values_and_signed_links(
         url = links[key]
         assert url.startswith(f"{settings.base_url}/{purpose}/")
         claims = read_token(settings.secret, purpose, url.rsplit("/", 1)[1])
-        assert (claims.subscriber_id, claims.token_version) == (sub.id, 3)
+        assert (claims.public_id, claims.token_version) == (sub.public_id, 3)
         assert f'href="{url}"' in filled.html and url in filled.text
     assert browser_url(settings, issue, "optimization") == (
         f"{settings.base_url}/issues/2026-05?topics=optimization"

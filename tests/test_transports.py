@@ -11,18 +11,25 @@ import pytest
 
 from newsletter.testing.fake_sendgrid import FakeSendgrid
 from newsletter.testing.smtp_sink import SmtpSink
-from newsletter.transports.base import Batch, Outcome, Recipient, TransportUnavailable
+from newsletter.transports.base import (
+    Batch,
+    Outcome,
+    Recipient,
+    TransportUnavailable,
+    placeholder,
+)
 from newsletter.transports.sendgrid import SendgridTransport, sendgrid_payload
 from newsletter.transports.smtp import SmtpTransport
 
 KEY = "SG.test-key"
+UNSUB = placeholder("unsubscribe_url")
 
 
 def make_batch(n: int = 3, **kw: object) -> Batch:
     recipients = [
         Recipient(
             email=f"r{i}@example.org",
-            substitutions={"__NL_UNSUBSCRIBE_URL__": f"https://x.test/unsubscribe/t{i}"},
+            substitutions={UNSUB: f"https://x.test/unsubscribe/t{i}"},
             headers={
                 "List-Unsubscribe": f"<https://x.test/unsubscribe/t{i}>",
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
@@ -33,8 +40,8 @@ def make_batch(n: int = 3, **kw: object) -> Batch:
     ]
     fields: dict[str, object] = {
         "subject": "What's new — April 2026",
-        "html": '<p>Hi</p><a href="__NL_UNSUBSCRIBE_URL__">unsubscribe</a>' + "<p>x</p>\n" * 300,
-        "text": "Hi\nUnsubscribe: __NL_UNSUBSCRIBE_URL__\n",
+        "html": f'<p>Hi</p><a href="{UNSUB}">unsubscribe</a>' + "<p>x</p>\n" * 300,
+        "text": f"Hi\nUnsubscribe: {UNSUB}\n",
         "recipients": recipients,
         "from_addr": "ML Foundations <newsletter@example.org>",
         "headers": {"List-Id": '"ML" <ml-foundations.example.org>'},
@@ -65,7 +72,7 @@ def test_sendgrid_one_request_per_batch_with_personalizations(fake: FakeSendgrid
     first = fake.state.accepted[0]
     assert first.email == "r0@example.org"
     assert first.custom_args == {"delivery_id": "100"}
-    assert first.substitutions == {"__NL_UNSUBSCRIBE_URL__": "https://x.test/unsubscribe/t0"}
+    assert first.substitutions == {UNSUB: "https://x.test/unsubscribe/t0"}
     assert first.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 

@@ -28,7 +28,7 @@ URL_RE = re.compile(r"https?://[^\s<>\"]+")
 
 @pytest.fixture
 def client(settings) -> TestClient:
-    app = create_app(settings)
+    app = create_app(settings, bind_host="127.0.0.1")
     app.state.subscribe_limiter = ClientRateLimiter(1000, 600)
     return TestClient(app, follow_redirects=False)
 
@@ -299,7 +299,7 @@ def test_erase_invalidates_every_link(client, settings, engine) -> None:
     with Session(engine) as session:
         from subscribers import lifecycle
 
-        lifecycle.erase(session, "ada@example.org")
+        lifecycle.erase(session, "ada@example.org", suppression_key=b"k" * 32)
         session.commit()
     assert client.get(links["preferences"]).status_code == 400
     assert client.post(links["unsubscribe"]).status_code == 400
@@ -530,6 +530,7 @@ def test_draft_preview_needs_the_admin_token(engine, db_url, tmp_path) -> None:
         database_url=db_url,
         secret_key="k" * 32,
         admin_token="editor-token-123",
+        allowed_hosts="testserver",
         _env_file=None,
     )
     publish(engine, "2026-06", sent=False)
@@ -600,7 +601,7 @@ def test_outbox_does_not_exist_elsewhere(db_url, tmp_path) -> None:
         var_dir=tmp_path / "var", database_url=db_url, mail_backend="smtp", _env_file=None
     )
     for settings in (public, smtp):
-        client = TestClient(create_app(settings))
+        client = TestClient(create_app(settings, bind_host="127.0.0.1"), base_url=settings.base_url)
         assert client.get("/outbox").status_code == 404
         assert "/outbox" not in client.post("/subscribe", data={"email": "a@example.org"}).text
         assert "/outbox" not in client.post("/subscribe", data={"email": "a@example.org"}).text
@@ -615,6 +616,7 @@ def test_subscribe_answers_even_when_the_mail_server_is_down(db_url, tmp_path, e
         database_url=db_url,
         mail_backend="smtp",
         smtp_url=f"smtp://127.0.0.1:{free_port()}",  # nothing listens there
+        allowed_hosts="testserver",
         _env_file=None,
     )
     client = TestClient(create_app(settings))

@@ -66,12 +66,13 @@ def serve(
     import uvicorn
 
     from newsletter.web.app import create_app
+    from newsletter.web.server import uvicorn_config
 
-    app = create_app(settings())
+    app = create_app(settings(), bind_host=host)
     typer.echo(
         f"Serving {settings().title} at http://{host}:{port}/ (public URL {settings().base_url})"
     )
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+    uvicorn.Server(uvicorn_config(app, settings(), host, port)).run()
 
 
 def worker(

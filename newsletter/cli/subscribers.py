@@ -79,12 +79,13 @@ def export(
     ),
 ) -> None:
     """Export subscribers as CSV (or one person's data as JSON with --email)."""
+    from newsletter.personal_data import export_person
     from subscribers import csv_io, lifecycle
 
     with session_scope(engine()) as session:
         if email:
             try:
-                data = lifecycle.export(session, email)
+                data = export_person(session, email)
             except lifecycle.SubscriberError as exc:
                 fail(str(exc))
             out = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
@@ -105,12 +106,14 @@ def export(
 
 @app.command()
 def remove(email: str = typer.Argument(..., help="The address to erase.")) -> None:
-    """Erase a person: their subscription, topics, consent records and delivery history."""
+    """Erase a person: subscription, topics, consent, deliveries and provider events."""
+    from newsletter.audience import suppression_key
+    from newsletter.personal_data import erase_person
     from subscribers import lifecycle
 
     with session_scope(engine()) as session:
         try:
-            erased = lifecycle.erase(session, email)
+            erased = erase_person(session, email, suppression_key=suppression_key(settings()))
         except lifecycle.SubscriberError as exc:
             fail(f"{email!r}: {exc}")
     if not erased:

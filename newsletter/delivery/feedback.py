@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,6 +41,25 @@ SOFT_BOUNCE_WINDOW = timedelta(days=30)
 
 class SignatureError(Exception):
     """The request is not signed by the configured SendGrid key (or no key is set)."""
+
+
+def check_signature_headers(
+    public_key: str, signature: str, timestamp: str, *, max_age: float, now: float | None = None
+) -> None:
+    """What can be refused before the body is read: no key, no signature, or a timestamp
+    outside the freshness window (`max_age` seconds either way), which stops replays of
+    old signed events. SendGrid signs each attempt afresh, so its retries pass."""
+    if not public_key:
+        raise SignatureError("NEWSLETTER_SENDGRID_WEBHOOK_KEY is not set; events are refused")
+    if not signature or not timestamp:
+        raise SignatureError("missing signature headers")
+    try:
+        signed_at = int(timestamp)
+    except ValueError:
+        raise SignatureError("bad timestamp") from None
+    now = time.time() if now is None else now
+    if abs(now - signed_at) > max_age:
+        raise SignatureError("timestamp outside the accepted window; refusing a stale event")
 
 
 def verify_sendgrid_signature(public_key: str, body: bytes, signature: str, timestamp: str) -> None:

@@ -20,7 +20,7 @@ from newsletter.models import Issue, Paper, Topic
 from newsletter.papers.links import paper_link
 from newsletter.rendering.message import RenderedEmail, header_safe
 from newsletter.rendering.message import _segments as _segments_cache
-from newsletter.rendering.recipients import _signed_links
+from newsletter.rendering.recipients import _signed_links, without_markers
 from newsletter.rendering.templates import TEMPLATE_VERSION, render_email_parts
 from newsletter.rendering.variants import EVERYTHING, NO_MATCH, parse_variant
 from newsletter.settings import Settings
@@ -87,11 +87,12 @@ def _authors(names: list[str]) -> str:
 def _paper_view(entry: IssueEntry, section_name: str, settings: Settings) -> PaperView:
     paper = entry.paper
     late = f"Late arrival · published {month_label(paper.month)}" if entry.late else ""
+    # Paper text comes from outside: it must never contain a live per-recipient marker.
     return PaperView(
-        title=" ".join(paper.title.split()),
-        link=_safe_link(entry, settings),
-        authors=_authors(list(paper.authors)),
-        summary=_sentence_case(paper.summary.strip()),
+        title=without_markers(" ".join(paper.title.split())),
+        link=without_markers(_safe_link(entry, settings)),
+        authors=without_markers(_authors(list(paper.authors))),
+        summary=without_markers(_sentence_case(paper.summary.strip())),
         late_label=late,
         section_name=section_name,
     )

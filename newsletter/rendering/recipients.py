@@ -14,12 +14,19 @@ from newsletter.models import Issue
 from newsletter.rendering.message import header_safe
 from newsletter.rendering.variants import NO_MATCH
 from newsletter.settings import Settings
-from newsletter.transports.base import check_header_value, placeholder
+from newsletter.transports.base import (
+    MARKER_NONCE,
+    PLACEHOLDER_RE,
+    check_header_value,
+    placeholder,
+)
 from subscribers.models import Subscriber
 from subscribers.tokens import make_token
 
-# The per-recipient fields an issue body may contain, as placeholders.
+# The per-recipient fields an issue body may contain, and their markers (unguessable per
+# process, see transports.base.placeholder): a provider's body builder reads them from here.
 RECIPIENT_FIELDS = ("unsubscribe_url", "preferences_url", "browser_url", "email")
+RECIPIENT_MARKERS = {name: placeholder(name) for name in RECIPIENT_FIELDS}
 PREVIEW_TOKEN = "PREVIEW-NOT-A-REAL-TOKEN"
 PREVIEW_EMAIL = "subscriber@example.org"
 
@@ -28,19 +35,19 @@ def recipient_links(settings: Settings, subscriber: Subscriber) -> dict[str, str
     """Signed unsubscribe and preferences URLs for one subscriber."""
     assert subscriber.id is not None, "subscriber must be saved before links are signed"
     unsubscribe, preferences = _signed_links(
-        settings.base_url, settings.secret, subscriber.id, subscriber.token_version
+        settings.base_url, settings.secret, subscriber.public_id, subscriber.token_version
     )
     return {"unsubscribe_url": unsubscribe, "preferences_url": preferences}
 
 
 @lru_cache(maxsize=4096)
-def _signed_links(base: str, secret: str, subscriber_id: int, version: int) -> tuple[str, str]:
+def _signed_links(base: str, secret: str, public_id: str, version: int) -> tuple[str, str]:
     # Memoised: a send asks for the same recipient's links twice (body and headers), and
     # signing is most of the per-recipient cost. Keyed by token version and secret, so an
     # invalidated token is never handed out again.
     return (
-        f"{base}/unsubscribe/{make_token(secret, 'unsubscribe', subscriber_id, version)}",
-        f"{base}/preferences/{make_token(secret, 'preferences', subscriber_id, version)}",
+        f"{base}/unsubscribe/{make_token(secret, 'unsubscribe', public_id, version)}",
+        f"{base}/preferences/{make_token(secret, 'preferences', public_id, version)}",
     )
 
 
@@ -50,6 +57,12 @@ def browser_url(settings: Settings, issue: Issue, variant: str) -> str:
     if variant and variant != NO_MATCH:
         url += "?topics=" + quote(variant, safe=",")
     return url
+
+
+def without_markers(text: str) -> str:
+    """Imported text with any marker of this process defused (its random part dropped), so
+    it is shown, never filled. Markers are unguessable; this is the second line."""
+    return PLACEHOLDER_RE.sub(lambda m: m.group(0).replace(f"{MARKER_NONCE}_", "", 1), text)
 
 
 def _fill(values: dict[str, str]) -> dict[str, str]:

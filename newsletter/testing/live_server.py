@@ -20,12 +20,22 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(app: ASGIApp, port: int | None = None, timeout: float = 20) -> Iterator[str]:
-    """Serve `app` until the block ends; yields its base URL (http://127.0.0.1:PORT)."""
+def live_server(
+    app: ASGIApp, port: int | None = None, timeout: float = 20, **options: object
+) -> Iterator[str]:
+    """Serve `app` until the block ends; yields its base URL (http://127.0.0.1:PORT).
+
+    An app from `create_app` is served as `newsletter serve` serves it (trusted proxies,
+    redacted access log); `options` go to uvicorn.Config."""
     port = port or free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off"
-    )
+    options = {"log_level": "warning", "access_log": False, "lifespan": "off", **options}
+    settings = getattr(getattr(app, "state", None), "settings", None)
+    if settings is not None:
+        from newsletter.web.server import uvicorn_config
+
+        config = uvicorn_config(app, settings, "127.0.0.1", port, **options)
+    else:
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, **options)  # type: ignore[arg-type]
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()

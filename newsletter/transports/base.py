@@ -9,6 +9,7 @@ per person.
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email.header import Header
@@ -18,12 +19,16 @@ from email.utils import formatdate, make_msgid, parseaddr
 from enum import StrEnum
 from typing import Protocol
 
-PLACEHOLDER_RE = re.compile(r"__NL_[A-Z0-9_]+__")
+# A random part, new in every process, makes the markers unguessable: imported text (a
+# paper's title or URL) cannot contain one, so it can never be filled with a recipient's
+# address or links. Bodies with markers are rendered and filled in the same process.
+MARKER_NONCE = secrets.token_hex(8).upper()
+PLACEHOLDER_RE = re.compile(rf"__NL_{MARKER_NONCE}_[A-Z0-9_]+__")
 
 
 def placeholder(name: str) -> str:
     """The marker for a per-recipient field: survives Jinja, MJML and HTML escaping as is."""
-    return f"__NL_{name.upper()}__"
+    return f"__NL_{MARKER_NONCE}_{name.upper()}__"
 
 
 def substitute(body: str, fields: Mapping[str, str]) -> str:

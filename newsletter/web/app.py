@@ -13,7 +13,9 @@ from newsletter.settings import REPO_ROOT, Settings
 from newsletter.web import archive, outbox_viewer, preview, public, subscription, webhooks
 from newsletter.web.pages import error_page
 from newsletter.web.ratelimit import ClientRateLimiter
+from newsletter.web.request_guards import BodySizeLimitMiddleware, HostCheckMiddleware
 from newsletter.web.security import SecurityHeadersMiddleware
+from newsletter.web.server import is_loopback
 
 STATIC_DIR = REPO_ROOT / "newsletter" / "web" / "static"
 # Per client address: generous for people (a typo or two), tight for a script.
@@ -23,11 +25,16 @@ SUBSCRIBE_WINDOW_SECONDS = 600
 _ERROR_HEADINGS = {404: "Page not found", 405: "Method not allowed"}
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
+    """The app; `bind_host` is the interface it will listen on (the local outbox viewer is
+    served only on a loopback one: unknown means no outbox)."""
     app = FastAPI(title=settings.title, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.engine = get_engine(settings.database_url)
     app.state.subscribe_limiter = ClientRateLimiter(SUBSCRIBE_LIMIT, SUBSCRIBE_WINDOW_SECONDS)
+    # Added first = innermost: security headers wrap every answer, the guards' too.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HostCheckMiddleware, allowed=settings.allowed_host_names)
     app.add_middleware(SecurityHeadersMiddleware)
 
     @app.get("/healthz")
@@ -56,7 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(archive.router)
     app.include_router(preview.router)
     app.include_router(webhooks.router)
-    app.state.local_outbox = outbox_viewer.outbox_enabled(settings)
+    app.state.local_outbox = outbox_viewer.outbox_enabled(settings) and is_loopback(bind_host or "")
     if app.state.local_outbox:
         app.include_router(outbox_viewer.router)
     return app

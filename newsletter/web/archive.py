@@ -16,6 +16,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from newsletter.audience import CONSENT_TEXT
+from newsletter.db import read_session
 from newsletter.issues import MONTH_RE, month_label
 from newsletter.models import Issue, IssuePaper, IssueStatus, Topic
 from newsletter.rendering.issue_email import build_context, cached_issue_view, issue_subject
@@ -80,7 +81,7 @@ def no_issue_page(request: Request, month: str) -> HTMLResponse:
 
 @router.get("/issues", response_class=HTMLResponse)
 def archive(request: Request) -> HTMLResponse:
-    with Session(request.app.state.engine) as session:
+    with read_session(request.app.state.engine) as session:
         issues = sent_issues(session)
     return render_page(request, "archive.html", headers=PUBLIC_CACHE, issues=issues)
 
@@ -129,7 +130,7 @@ def atom_feed(settings: Settings, issues: list[tuple[Issue, int]]) -> bytes:
 
 @router.get("/issues/feed.xml")
 def feed(request: Request) -> Response:
-    with Session(request.app.state.engine) as session:
+    with read_session(request.app.state.engine) as session:
         issues = sent_issues(session)
     return Response(
         atom_feed(request.app.state.settings, issues),
@@ -150,7 +151,7 @@ def issue_page(request: Request, month: str) -> HTMLResponse:
     if not MONTH_RE.match(month):
         return no_issue_page(request, month)
     chosen = parse_topics(request.query_params.getlist("topics"))
-    with Session(request.app.state.engine) as session:
+    with read_session(request.app.state.engine) as session:
         issue = session.exec(select(Issue).where(Issue.month == month)).first()
         if issue is None or not is_public(issue):
             return no_issue_page(request, month)

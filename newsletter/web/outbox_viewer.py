@@ -1,9 +1,10 @@
 """A local mail viewer over the outbox directory, so a person trying the service can follow
 the confirm, preferences and unsubscribe links of the emails it "sent".
 
-`create_app` mounts these routes only with the outbox transport and a loopback base URL;
-anywhere else they do not exist (404). Message ids are file names, checked against a strict
-pattern and looked up inside the outbox directory only.
+`create_app` mounts these routes only with the outbox transport, a loopback base URL and a
+loopback bind (`newsletter serve --host 0.0.0.0` would publish every confirm and
+unsubscribe link to the network); anywhere else they do not exist (404). Message ids are
+file names, checked against a strict pattern and looked up inside the outbox directory only.
 """
 
 from __future__ import annotations

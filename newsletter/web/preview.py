@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, select
 
 from newsletter import audience
+from newsletter.db import read_session
 from newsletter.models import Issue
 from newsletter.rendering.preview import Preview, render_preview
 from newsletter.settings import Settings
@@ -111,7 +112,7 @@ def preview_page(request: Request, month: str) -> Response:
             max_age=12 * 3600,
         )
         return response
-    with Session(request.app.state.engine) as session:
+    with read_session(request.app.state.engine) as session:
         preview = _viewable_preview(request, session, month, topics)
         if isinstance(preview, Response):
             return preview
@@ -134,7 +135,7 @@ def preview_email(request: Request, month: str) -> Response:
     if not MONTH_RE.match(month):
         return no_issue_page(request, month)
     topics = parse_topics(request.query_params.getlist("topics"))
-    with Session(request.app.state.engine) as session:
+    with read_session(request.app.state.engine) as session:
         preview = _viewable_preview(request, session, month, topics)
     if isinstance(preview, Response):
         return preview

@@ -6,7 +6,7 @@ import logging
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
 from newsletter import audience
+from newsletter.db import read_session
 from newsletter.models import Issue, IssueStatus
 from newsletter.settings import Settings
 from newsletter.web.pages import error_page, render_page
@@ -28,7 +29,7 @@ MAX_FORM_FIELDS = 100
 
 
 def _landing_context(request: Request) -> dict[str, object]:
-    with Session(request.app.state.engine) as session:
+    with read_session(request.app.state.engine) as session:
         latest = session.exec(
             select(Issue)
             .where(Issue.status == IssueStatus.SENT)

@@ -18,7 +18,7 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from newsletter import audience
-from newsletter.db import session_scope
+from newsletter.db import read_session, session_scope
 from newsletter.web.pages import error_page, render_page
 from newsletter.web.public import read_form, topics_from_form
 from newsletter.web.security import client_address, is_cross_site
@@ -67,7 +67,7 @@ def _preferences_page(
 
 @router.get("/preferences/{token}", response_class=HTMLResponse)
 def preferences(request: Request, token: str) -> HTMLResponse:
-    with Session(request.app.state.engine) as session:
+    with read_session(request.app.state.engine) as session:
         try:
             sub = audience.subscriber_from_token(
                 session, request.app.state.settings, "preferences", token
@@ -129,7 +129,7 @@ async def update_preferences(request: Request, token: str) -> HTMLResponse:
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
 def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
     """Only a page with a button: link scanners fetch GETs, and must not unsubscribe anybody."""
-    with Session(request.app.state.engine) as session:
+    with read_session(request.app.state.engine) as session:
         try:
             sub = audience.subscriber_from_token(
                 session, request.app.state.settings, "unsubscribe", token
@@ -166,7 +166,7 @@ def unsubscribe(request: Request, token: str) -> HTMLResponse:
 
 def _resubscribe(request: Request, token: str) -> HTMLResponse:
     settings = request.app.state.settings
-    with Session(request.app.state.engine) as session:
+    with read_session(request.app.state.engine) as session:
         try:
             sub = audience.subscriber_from_token(session, settings, "unsubscribe", token)
         except BAD_LINK as exc:

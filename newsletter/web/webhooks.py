@@ -1,7 +1,9 @@
 """`POST /webhooks/sendgrid`: SendGrid's signed event webhook.
 
 403 unless the body carries a valid signature of the configured key (no key: every event is
-refused); 400 for a body that is not a list of events. Repeated events are harmless.
+refused) made within NEWSLETTER_WEBHOOK_MAX_AGE_SECONDS; 400 for a body that is not a list
+of events. Repeated events are harmless. The headers are checked before the body is read,
+and the body is capped (NEWSLETTER_MAX_BODY_BYTES), so an unsigned caller costs nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from newsletter.db import session_scope
 from newsletter.delivery.feedback import (
     MalformedEvents,
     SignatureError,
+    check_signature_headers,
     record_sendgrid_events,
     verify_sendgrid_signature,
 )
@@ -27,14 +30,18 @@ TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 
 @router.post("/webhooks/sendgrid")
 async def sendgrid_events(request: Request) -> JSONResponse:
-    body = await request.body()
+    settings = request.app.state.settings
+    signature = request.headers.get(SIGNATURE_HEADER, "")
+    timestamp = request.headers.get(TIMESTAMP_HEADER, "")
     try:
-        verify_sendgrid_signature(
-            request.app.state.settings.sendgrid_webhook_key,
-            body,
-            request.headers.get(SIGNATURE_HEADER, ""),
-            request.headers.get(TIMESTAMP_HEADER, ""),
+        check_signature_headers(
+            settings.sendgrid_webhook_key,
+            signature,
+            timestamp,
+            max_age=settings.webhook_max_age_seconds,
         )
+        body = await request.body()
+        verify_sendgrid_signature(settings.sendgrid_webhook_key, body, signature, timestamp)
     except SignatureError as exc:
         return JSONResponse({"error": str(exc)}, status_code=403)
     try:

@@ -12,6 +12,7 @@ import yaml
 from newsletter.papers.validation import RecordError
 
 CSV_REQUIRED = ("title", "summary", "published")
+NESTING_HINT = "a list of papers (a paper is one level of fields)"
 
 
 def decode_utf8(data: bytes) -> str:
@@ -44,6 +45,8 @@ def read_json(data: bytes) -> list[Any]:
         raise RecordError(
             f"is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
         ) from None
+    except RecursionError:
+        raise RecordError(f"is nested too deeply to be {NESTING_HINT}") from None
     return _paper_list(doc, "JSON")
 
 
@@ -56,6 +59,8 @@ def read_yaml(data: bytes) -> list[Any]:
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "syntax error"
         raise RecordError(f"is not valid YAML ({problem}{where})") from None
+    except RecursionError:
+        raise RecordError(f"is nested too deeply to be {NESTING_HINT}") from None
     return _paper_list(doc, "YAML")
 
 

@@ -1,0 +1,68 @@
+"""How the web app is served: uvicorn with the proxies we trust, and logs without secrets."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from typing import Any
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from newsletter.settings import Settings
+
+_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s\"]*", re.IGNORECASE)
+
+
+def is_loopback(host: str) -> bool:
+    """True for an interface only this machine can reach (`0.0.0.0` is every interface)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class RedactTokenFilter(logging.Filter):
+    """Access-log lines show `?token=[redacted]`: the admin token must never reach a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN_IN_QUERY.sub(r"\1[redacted]", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        if isinstance(record.msg, str) and "token=" in record.msg:
+            record.msg = _TOKEN_IN_QUERY.sub(r"\1[redacted]", record.msg)
+        return True
+
+
+_REDACT = RedactTokenFilter()
+
+
+def uvicorn_config(
+    app: ASGIApp, settings: Settings, host: str, port: int, **options: Any
+) -> uvicorn.Config:
+    """The uvicorn configuration `newsletter serve` and the test server share.
+
+    Forwarded client addresses (`X-Forwarded-For`, `X-Forwarded-Proto`) are believed only
+    from NEWSLETTER_TRUSTED_PROXIES, so a visitor cannot choose the address the rate limit
+    and consent records see; behind a platform router, list the router (or `*` when only
+    the router can reach the app).
+    """
+    options.setdefault("log_level", "info")
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.trusted_proxies,
+        **options,
+    )
+    # Config configures logging when it is built; the filter goes on afterwards.
+    logger = logging.getLogger("uvicorn.access")
+    if _REDACT not in logger.filters:
+        logger.addFilter(_REDACT)
+    return config
