@@ -113,7 +113,13 @@ def _compose(engine: Engine, settings: Settings, month: str) -> Issue:
                 issue = session.exec(select(Issue).where(Issue.month == month)).first()
                 if issue is not None and issue.status in FINAL_OR_RUNNING:
                     return issue
-                return compose_issue(session, month, settings.title).issue
+                return compose_issue(
+                    session,
+                    month,
+                    settings.title,
+                    max_papers=settings.max_papers,
+                    max_per_topic=settings.max_papers_per_topic,
+                ).issue
         except IntegrityError:
             if attempt:
                 raise

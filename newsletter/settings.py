@@ -63,6 +63,15 @@ class Settings(BaseSettings):
     require_approval: bool = False
     editors: str = ""  # comma-separated addresses that get the test copy in approval mode
     paper_search_url: str = DEFAULT_PAPER_SEARCH_URL
+    # Issue 15: sources fetched by the monthly job, and caps that keep the email readable.
+    sources: Path | None = None  # NEWSLETTER_SOURCES; default ./sources.yaml when it exists
+    arxiv_api_url: str = "https://export.arxiv.org/api/query"
+    arxiv_delay: float = Field(default=3.0, ge=0)  # seconds between arXiv API requests
+    max_papers: int | None = Field(default=None, ge=1)  # papers in the email, per issue
+    max_papers_per_topic: int | None = Field(default=None, ge=1)  # per topic section
+    send_on_source_failure: bool = False
+    source_retries: int = Field(default=4, ge=0)  # retries of a failing source per job run
+    source_retry_delay: float = Field(default=60, ge=0)  # first back-off, doubling each retry
 
     @field_validator("database_url")
     @classmethod
@@ -77,7 +86,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a sqlite:/// or postgres:// URL")
         return value
 
-    @field_validator("base_url", "sendgrid_host")
+    @field_validator("base_url", "sendgrid_host", "arxiv_api_url")
     @classmethod
     def _http_origin(cls, value: str) -> str:
         value = value.strip().rstrip("/")
@@ -142,6 +151,14 @@ class Settings(BaseSettings):
     @property
     def editor_emails(self) -> list[str]:
         return [e.strip() for e in self.editors.split(",") if e.strip()]
+
+    @property
+    def sources_path(self) -> Path | None:
+        """The sources file: NEWSLETTER_SOURCES, else `sources.yaml` here when it exists."""
+        if self.sources is not None:
+            return self.sources
+        default = Path("sources.yaml")
+        return default if default.is_file() else None
 
     @property
     def is_sqlite(self) -> bool:

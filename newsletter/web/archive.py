@@ -164,7 +164,7 @@ def issue_page(request: Request, month: str) -> HTMLResponse:
         if chosen:
             entries = load_issue_contents(session, issue).entries
             variant = variant_for(chosen, issue_topic_slugs(entries))
-        rendered = render_issue_variant(session, issue, variant, settings)
+        rendered = render_issue_variant(session, issue, variant, settings, web=True)
     page = personalize(rendered, public_substitutions(settings))
     return HTMLResponse(
         page.html,
