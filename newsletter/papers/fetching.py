@@ -65,9 +65,10 @@ class SourceReport:
         return self.error is None
 
     def summary(self) -> str:
-        if self.error is not None:
-            return f"{self.name} ({self.kind}): failed: {self.error}"
         counts = f"{self.added} added, {self.updated} updated, {self.skipped} unchanged"
+        if self.error is not None:
+            kept = f" (its other files: {counts})" if self.files else " (nothing kept from it)"
+            return f"{self.name} ({self.kind}): failed: {self.error}{kept}"
         extra = [f"{self.files} file(s) moved aside"] if self.kind == "directory" else []
         if self.filtered:
             extra.append(f"{self.filtered} left out by its keywords or dates")

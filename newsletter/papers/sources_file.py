@@ -129,12 +129,14 @@ def _describe(path: Path, doc: Any, error: dict[str, Any]) -> str:
         rest = [str(p) for p in loc[2:] if str(p) not in SOURCE_TYPES]
     else:
         rest = [str(p) for p in loc]
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if error.get("type") in ("union_tag_invalid", "union_tag_not_found"):
+        got = (error.get("ctx") or {}).get("tag")
+        rest = ["type"]
+        message = f"must be one of {', '.join(SOURCE_TYPES)}" + (f" (got {got!r})" if got else "")
     if rest:
         where.append("field " + repr(".".join(rest)))
-    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-    if error.get("type") == "union_tag_invalid" or error.get("type") == "union_tag_not_found":
-        message = f"'type' must be one of {', '.join(SOURCE_TYPES)}"
-    elif error.get("type") == "extra_forbidden":
+    if error.get("type") == "extra_forbidden":
         message = "is not a known setting of this source type"
     return ", ".join(where) + ": " + message
 
