@@ -381,3 +381,27 @@ def test_approval_mode_tells_the_editor_about_every_candidate(
     assert outcome.outcome == "awaiting-approval", outcome
     assert "6 candidates, 2 in the email" in outcome.message
     assert f"`newsletter issue candidates {MONTH}`" in outcome.message
+
+
+# --- summaries in the email --------------------------------------------------------------------
+
+
+def test_abstract_excerpt_cuts_at_a_sentence_end_within_300_characters() -> None:
+    from newsletter.papers.summaries import abstract_excerpt, email_summary
+
+    first = "We bound the generalization gap of SGD, e.g. for wide networks (cf. Fig. 2)."
+    second = "The bound by A. Turing et al. is tight for two-layer models."
+    third = "Experiments on image classification confirm the rate " + "again " * 40 + "."
+    abstract = f"{first} {second} {third}"
+    excerpt = abstract_excerpt(abstract)
+    assert excerpt == f"{first} {second}" and len(excerpt) <= 300
+    long_sentence = "Gradient " + "descent with momentum " * 30 + "converges."
+    cut = abstract_excerpt(long_sentence)
+    assert len(cut) <= 300 and cut.endswith("…") and " " not in cut[-2:], cut
+    assert long_sentence.startswith(cut[:-1]) and long_sentence[len(cut) - 1] == " "
+    assert abstract_excerpt("Short and sweet.") == "Short and sweet."
+    # A summary a person wrote is shown whole; a feed's (summary == abstract) is cut.
+    assert email_summary("Plain words for practitioners.", abstract) == (
+        "Plain words for practitioners."
+    )
+    assert email_summary(abstract, abstract) == excerpt
