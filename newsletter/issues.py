@@ -35,6 +35,11 @@ class IssueContents:
     topics: tuple[Topic, ...]  # topics with at least one entry, in taxonomy order
     entries: tuple[IssueEntry, ...]  # ordered by section (taxonomy order), then position
 
+    @property
+    def email_entries(self) -> tuple[IssueEntry, ...]:
+        """The entries the email shows (within the caps); the web version shows them all."""
+        return tuple(e for e in self.entries if e.in_email)
+
 
 def load_issue_contents(session: Session, issue: Issue) -> IssueContents:
     """The issue's papers grouped by section in taxonomy order (three queries, any size)."""

@@ -116,6 +116,12 @@ class Settings(BaseSettings):
             raise ValueError(f"is not a valid 5-field cron expression ({exc})") from None
         return value
 
+    @field_validator("sources", "max_papers", "max_papers_per_topic", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """`NEWSLETTER_MAX_PAPERS=` (empty) means no cap, not a bad number."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("paper_search_url")
     @classmethod
     def _search_url(cls, value: str) -> str:
