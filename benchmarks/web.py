@@ -6,8 +6,8 @@ Each server is a real uvicorn process (this script started with `--serve`), one 
 
 - `GET /ping` of a minimal FastAPI app (JSON `{"ok": true}`) — the ceiling;
 - `POST /echo` of the same minimal app, parsing a form — the ceiling for a form post;
-- `GET /issues/{month}`: the web version of a sent 40-paper issue (database read, cached
-  render, link substitution, security headers);
+- `GET /issues/{month}`: the web version of a sent 40-paper issue (database read, page
+  rendered once per issue revision and served from memory, security headers);
 - `POST /subscribe` with a distinct address each time: validation, a write transaction,
   a signed link, the confirmation email rendered and written to the outbox.
 

@@ -86,6 +86,7 @@ def _send_one(settings: Settings, subscriber: Subscriber, subject: str, html: st
         text=text,
         recipients=[Recipient(email=subscriber.email)],
         from_addr=settings.from_,
+        reply_to=settings.reply_to,
     )
     transport = get_transport(settings)
     try:
@@ -205,6 +206,17 @@ def request_subscription(
     if due is not None:
         due.send(settings)
     return result
+
+
+def confirmation_request(
+    engine: Engine, settings: Settings, token: str
+) -> tuple[Subscriber, list[str]]:
+    """Who a confirm link names and their topic names; reads only (mail scanners GET it)."""
+    with Session(engine) as session:
+        sub = subscriber_from_token(session, settings, "confirm", token)
+        names = topic_names(topic_catalog(session), lifecycle.topics_of(session, sub))
+        session.expunge(sub)
+    return sub, names
 
 
 def confirm_subscription(

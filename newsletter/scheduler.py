@@ -148,10 +148,12 @@ def start_send(
         begin_sending,
         plan_deliveries,
         require_postal_address,
+        require_public_sender,
         send_issue,
     )
 
     require_postal_address(settings)
+    require_public_sender(settings)
     if deliver_here is None:
         deliver_here = settings.is_sqlite
     with session_scope(engine) as session:

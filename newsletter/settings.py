@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +71,10 @@ class Settings(BaseSettings):
     require_approval: bool = False
     editors: str = ""  # comma-separated addresses that get the test copy in approval mode
     paper_search_url: str = DEFAULT_PAPER_SEARCH_URL
+    # issue 11: what inboxes see. Replies go to the editor; From is checked at start.
+    reply_to: str = ""
+    max_email_kb: int = Field(default=90, ge=20, le=100)  # HTML budget per variant
+
     # Issue 15: sources fetched by the monthly job, and caps that keep the email readable.
     sources: Path | None = None  # NEWSLETTER_SOURCES; default ./sources.yaml when it exists
     arxiv_api_url: str = "https://export.arxiv.org/api/query"
@@ -72,6 +84,21 @@ class Settings(BaseSettings):
     send_on_source_failure: bool = False
     source_retries: int = Field(default=4, ge=0)  # retries of a failing source per job run
     source_retry_delay: float = Field(default=60, ge=0)  # first back-off, doubling each retry
+
+    @field_validator("from_", "reply_to")
+    @classmethod
+    def _mailbox(cls, value: str, info: ValidationInfo) -> str:
+        value = value.strip()
+        if not value and info.field_name == "reply_to":
+            return value
+        _, address = parseaddr(value)
+        local, _, domain = address.rpartition("@")
+        bad_domain = any(c.isspace() or c in "<>@" for c in domain)
+        if "\r" in value or "\n" in value or not local or not domain or bad_domain:
+            raise ValueError(
+                f"must be an address like 'ML Foundations <news@example.org>' (got {value!r})"
+            )
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -153,6 +180,23 @@ class Settings(BaseSettings):
             return ipaddress.ip_address(host).is_loopback
         except ValueError:
             return False
+
+    @property
+    def from_domain(self) -> str:
+        return parseaddr(self.from_)[1].rpartition("@")[2].lower()
+
+    @property
+    def from_domain_is_local(self) -> bool:
+        """localhost, *.local(host|domain), a bare IP or a dotless name: no one else's
+        inbox trusts it, and it names no one to write back to."""
+        domain = self.from_domain.strip("[]")
+        try:
+            ipaddress.ip_address(domain)
+            return True
+        except ValueError:
+            pass
+        local_suffixes = (".local", ".localhost", ".localdomain", ".internal")
+        return domain == "localhost" or "." not in domain or domain.endswith(local_suffixes)
 
     @property
     def editor_emails(self) -> list[str]:

@@ -25,6 +25,42 @@ from newsletter.testing.postgres import PostgresCluster, PostgresUnavailable, st
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 BACKENDS = ["sqlite", "postgresql"]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Debian's Chromium driven by Playwright, shared by every browser test of this process.
+
+    Without Chromium the browser tests are skipped with how to get it, except under CI=true,
+    where a missing browser fails the run as a missing PostgreSQL does. Playwright never
+    downloads a browser of its own here.
+    """
+    if not CHROMIUM.exists():
+        reason = f"Debian's Chromium ({CHROMIUM}) is not installed: apt-get install chromium"
+        if IN_CI:
+            pytest.fail(f"Chromium is required under CI=true: {reason}", pytrace=False)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    """axe-core's script, to inject into pages (see newsletter.testing.accessibility)."""
+    from newsletter.testing.accessibility import AXE_JS
+
+    if not AXE_JS.exists():
+        reason = f"axe-core ({AXE_JS}) is not installed: `make install` runs npm ci"
+        if IN_CI:
+            pytest.fail(f"axe-core is required under CI=true: {reason}", pytrace=False)
+        pytest.skip(reason)
+    return AXE_JS.read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="session")

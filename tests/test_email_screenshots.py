@@ -6,7 +6,6 @@ at what three different subscribers of the sample month receive.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,20 +24,6 @@ TOPIC_SETS = {
     "optimization+ml-systems": ["optimization", "ml-systems"],
     "graph-learning": ["graph-learning"],
 }
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("Debian's Chromium (/usr/bin/chromium) is not installed")
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield chromium
-        chromium.close()
 
 
 def _shoot(browser, html: str, name: str) -> dict[int, dict[str, int]]:  # noqa: ANN001

@@ -45,7 +45,7 @@ def test_preview_writes_html_for_a_topic_set(
     assert proc.returncode == 0, proc.stderr
     assert "Wrote" in proc.stdout
     body = out.read_text()
-    assert body.startswith("<!doctype html>")
+    assert body.lower().startswith("<!doctype html>")
     main = body.split("Also this month", 1)[0]
     assert "Hypergraph Neural Diffusion" in main
     assert "Thermodynamic natural gradient descent" not in main

@@ -29,10 +29,10 @@ def preview(
     open_: bool = typer.Option(False, "--open", help="Open it in a browser."),
 ) -> None:
     """Show the email exactly as a subscriber with those topics receives it (sample links)."""
-    from newsletter.cli.common import console, engine, fail, settings
+    from newsletter.cli.common import console, engine, err_console, fail, settings
     from newsletter.db import session_scope
     from newsletter.errors import NewsletterError
-    from newsletter.rendering.preview import parse_topics_option, render_preview
+    from newsletter.rendering.preview import parse_topics_option, render_preview, size_line
 
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
         fail(f"month must look like 2026-05 (got {month!r})", code=2)
@@ -42,15 +42,18 @@ def preview(
     except NewsletterError as exc:
         fail(str(exc))
     body = result.email.text if text else result.email.html
+    size = size_line(result.variant, result.email, settings())
     if open_ and output is None:
         suffix = f"-{result.variant.replace(',', '+')}" if result.variant else ""
         output = settings().var_dir / "previews" / f"{month}{suffix}.{'txt' if text else 'html'}"
     if output is None:
         typer.echo(body, nl=False)
+        err_console.print(size, markup=False, soft_wrap=True)  # stdout is the email itself
         return
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(body, encoding="utf-8")
     console.print(f"Wrote {output} (subject: {result.email.subject})", markup=False, soft_wrap=True)
+    console.print(size, markup=False, soft_wrap=True)
     if open_:
         import webbrowser
 
@@ -78,6 +81,7 @@ def compose(
     from newsletter.db import session_scope
     from newsletter.errors import NewsletterError
     from newsletter.issues import compose_issue, parse_month
+    from newsletter.rendering.preview import variant_sizes
 
     try:
         parse_month(month)
@@ -92,6 +96,8 @@ def compose(
                 max_papers=max_papers or settings().max_papers,
                 max_per_topic=max_per_topic or settings().max_papers_per_topic,
             )
+        with session_scope(engine()) as session:
+            sizes = variant_sizes(session, month, settings())
     except NewsletterError as exc:
         fail(str(exc))
     issue = result.issue
@@ -115,6 +121,9 @@ def compose(
         )
     console.print(what, markup=False)
     console.print(f"Subject: {issue.subject}", markup=False)
+    console.print("Email size per variant (Gmail clips past 102 KB):", markup=False)
+    for line in sizes:
+        console.print(f"  {line}", markup=False, soft_wrap=True)
 
 
 @app.command()

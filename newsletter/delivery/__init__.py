@@ -8,6 +8,7 @@ from newsletter.delivery.engine import (
     drain,
     finish_if_done,
     require_postal_address,
+    require_public_sender,
     send_issue,
     send_test_copy,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "plan_deliveries",
     "preview_plan",
     "require_postal_address",
+    "require_public_sender",
     "send_issue",
     "send_test_copy",
 ]

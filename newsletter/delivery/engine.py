@@ -144,6 +144,17 @@ def require_postal_address(settings: Settings) -> None:
         )
 
 
+def require_public_sender(settings: Settings) -> None:
+    """A public site must not mail from `@localhost`: receivers reject or junk it, and its
+    Message-IDs name a host nobody owns. Refuse before anything is sent."""
+    if not settings.base_url_is_loopback and settings.from_domain_is_local:
+        raise NewsletterError(
+            f"NEWSLETTER_FROM ({settings.from_}) uses the local domain "
+            f"{settings.from_domain!r} while NEWSLETTER_BASE_URL is public "
+            f"({settings.base_url}); set it to an address on a domain you own"
+        )
+
+
 class IssueRun:
     """One process's share of sending one issue, on `settings.send_concurrency` threads."""
 
@@ -282,6 +293,7 @@ class IssueRun:
             text=rendered.text,
             recipients=recipients,
             from_addr=self.settings.from_,
+            reply_to=self.settings.reply_to,
             headers=self._shared_headers,
             categories=(self.issue.month,),
         )
@@ -451,6 +463,7 @@ def send_issue(
     A second run finishes what a crash or a pause left; an issue already sent sends nothing.
     """
     require_postal_address(settings)
+    require_public_sender(settings)
     started = time.monotonic()
     stop = stop or threading.Event()
     # SQLite allows one writer: never open a second connection while this session is open.
@@ -542,6 +555,7 @@ def drain(
 ) -> int:
     """One pass over every issue that is `sending`; returns deliveries processed."""
     require_postal_address(settings)
+    require_public_sender(settings)
     with session_scope(engine) as session:
         issues = (
             session.execute(
@@ -591,6 +605,7 @@ def send_test_copy(
 
     Its links are the preview's (clearly fake tokens): a test copy unsubscribes nobody.
     """
+    require_public_sender(settings)
     try:
         email = validate_email(email, check_deliverability=False).normalized
     except EmailNotValidError as exc:
@@ -608,6 +623,7 @@ def send_test_copy(
         text=rendered.text,
         recipients=[Recipient(email=email, substitutions=substitutions)],
         from_addr=settings.from_,
+        reply_to=settings.reply_to,
         headers={**list_headers(settings), "X-Newsletter-Test": "yes"},
         categories=(issue.month, "test"),
     )

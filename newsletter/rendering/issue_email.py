@@ -140,8 +140,39 @@ def issue_view(
     )
 
 
-def build_context(view: IssueView, variant: str, settings: Settings) -> dict[str, object]:
-    """The template context for one variant: main sections, the "also" list and the footer."""
+def _new_and_late(papers: list[PaperView]) -> str:
+    """ "38 new papers and 2 late arrivals": a late arrival is not new this month."""
+    late = sum(1 for p in papers if p.late_label)
+    text = _plural(len(papers) - late, "new paper")
+    if late:
+        text += f" and {_plural(late, 'late arrival')}"
+    return text
+
+
+def _trim(
+    sections: list[SectionView], full_limit: int
+) -> tuple[list[SectionView], list[PaperView]]:
+    """Keep the first `full_limit` papers in full; the rest become a list of linked titles."""
+    kept: list[SectionView] = []
+    rest: list[PaperView] = []
+    left = full_limit
+    for section in sections:
+        full = section.papers[: max(left, 0)]
+        rest += section.papers[len(full) :]
+        left -= len(full)
+        if full:
+            kept.append(SectionView(slug=section.slug, name=section.name, papers=full))
+    return kept, rest
+
+
+def build_context(
+    view: IssueView, variant: str, settings: Settings, *, full_limit: int | None = None
+) -> dict[str, object]:
+    """The template context for one variant: main sections, the "also" list and the footer.
+
+    `full_limit` caps the papers shown in full (the size budget); the others are listed by
+    title under "more", pointing to the web version, which always shows everything.
+    """
     chosen = parse_variant(variant)
     order = {slug: i for i, slug in enumerate(view.topic_names)}
 
@@ -165,24 +196,29 @@ def build_context(view: IssueView, variant: str, settings: Settings) -> dict[str
     ]
     n_main = sum(len(s.papers) for s in sections)
     n_all = len(view.entries)
+    main_papers = [p for s in sections for p in s.papers]
+    all_papers = [e.paper for e in view.entries]
+    more: list[PaperView] = []
+    if full_limit is not None and full_limit < n_main:
+        sections, more = _trim(sections, full_limit)
     label = month_label(view.month)
     chosen_names = [name_of(s) for s in sorted(chosen, key=lambda s: order.get(s, len(order)))]
 
     if variant == EVERYTHING:
-        intro = f"{_plural(n_all, 'new paper')} this month, grouped by topic."
-        preheader = f"{_plural(n_all, 'new paper')}: " + _names([s.name for s in sections][:3])
+        intro = f"{_new_and_late(all_papers)} this month, grouped by topic."
+        preheader = f"{_new_and_late(all_papers)}: " + _names([s.name for s in sections][:3])
         topics_line = "Your topics: all of them."
     elif variant == NO_MATCH:
         intro = (
             "None of your topics has a new paper this month, so here is everything "
             "in brief. Your topics will be back first as soon as they have news."
         )
-        preheader = f"{_plural(n_all, 'new paper')} this month, none on your topics"
+        preheader = f"{_new_and_late(all_papers)} this month, none on your topics"
         topics_line = "None of your topics has a new paper this month."
     else:
-        intro = f"{_plural(n_main, 'new paper')} on your topics"
+        intro = f"{_new_and_late(main_papers)} on your topics"
         intro += f", and {n_all - n_main} more at the end." if also else "."
-        preheader = f"{_plural(n_main, 'new paper')} on " + _names(chosen_names)
+        preheader = f"{_new_and_late(main_papers)} on " + _names(chosen_names)
         if also:
             preheader += f", plus {len(also)} more"
         topics_line = f"Your topics in this issue: {', '.join(chosen_names)}."
@@ -198,6 +234,7 @@ def build_context(view: IssueView, variant: str, settings: Settings) -> dict[str
         "intro": intro,
         "no_match": variant == NO_MATCH,
         "sections": sections,
+        "more": more,
         "also": also,
         "more_on_web": view.more_on_web,
         "footer": {
@@ -222,11 +259,41 @@ def _topics(session: Session) -> dict[str, Topic]:
     return {t.slug: t for t in session.exec(select(Topic).order_by(Topic.position)).all()}
 
 
-def compile_issue_variant(view: IssueView, variant: str, settings: Settings) -> RenderedEmail:
-    """One full Jinja + MJML render, uncached (the naive path the benchmark compares)."""
-    context = build_context(view, variant, settings)
-    html, text = render_email_parts("issue", context)
-    return RenderedEmail(subject=view.subject, html=html, text=text)
+def compile_issue_variant(
+    view: IssueView, variant: str, settings: Settings, *, budget: bool = True
+) -> RenderedEmail:
+    """One full Jinja + MJML render, uncached (the naive path the benchmark compares).
+
+    Gmail clips HTML past ~102 KB and hides what follows, footer and unsubscribe link
+    included. Past `settings.max_email_kb`, the most papers that fit stay in full (found by
+    bisection, a handful of compiles once per variant) and the rest become linked titles.
+    """
+
+    def render(full_limit: int | None) -> RenderedEmail:
+        context = build_context(view, variant, settings, full_limit=full_limit)
+        html, text = render_email_parts("issue", context)
+        trimmed = len(context["more"])  # type: ignore[arg-type]
+        return RenderedEmail(subject=view.subject, html=html, text=text, trimmed=trimmed)
+
+    whole = render(None)
+    limit = settings.max_email_kb * 1000
+    if not budget or html_size(whole.html) <= limit:
+        return whole
+    low, high = 0, len(view.entries)  # low always fits (checked below), high does not
+    best = render(0)
+    while high - low > 1:
+        middle = (low + high) // 2
+        attempt = render(middle)
+        if html_size(attempt.html) <= limit:
+            low, best = middle, attempt
+        else:
+            high = middle
+    return best
+
+
+def html_size(html: str) -> int:
+    """Bytes of the HTML part as sent (UTF-8), the figure Gmail's clipping goes by."""
+    return len(html.encode("utf-8"))
 
 
 def read_issue_view(
@@ -248,11 +315,31 @@ def _cache_key(
         settings.base_url,
         settings.postal_address,
         settings.paper_search_url,
+        settings.max_email_kb,
     )
     # Creation and compose times tell apart equal ids from different databases (tests, a
     # restored backup) and a recompose that forgot to bump the revision.
     identity = (issue.id, issue.month, issue.created_at, issue.composed_at, issue.revision)
     return (*identity, web, variant, TEMPLATE_VERSION, body_settings)
+
+
+def cached_issue_view(
+    session: Session, issue: Issue, settings: Settings, *, web: bool = False
+) -> IssueView:
+    """The issue's plain values, read once per revision (shared with the email renders).
+
+    `web`: for the web version, which also lists the papers past the email's caps."""
+    view_key = _cache_key(issue, "", settings, web)
+    view_key = view_key[:-3] + view_key[-2:]
+    with _cache_lock:
+        view = _views.get(view_key)
+    if view is None:
+        view = read_issue_view(session, issue, settings, web=web)
+        with _cache_lock:
+            _views[view_key] = view
+            while len(_views) > VIEW_CACHE_SIZE:
+                _views.pop(next(iter(_views)))
+    return view
 
 
 def render_issue_variant(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from newsletter.transports.base import PLACEHOLDER_RE
@@ -17,6 +17,7 @@ class RenderedEmail:
     subject: str
     html: str
     text: str
+    trimmed: int = 0  # papers listed by title only, to stay under the size budget
 
 
 @lru_cache(maxsize=128)  # a few variants x (html, text); a miss only costs one re-split
@@ -39,8 +40,8 @@ def fill(body: str, fields: Mapping[str, str]) -> str:
 
 def personalize(rendered: RenderedEmail, substitutions: Mapping[str, str]) -> RenderedEmail:
     """Fill the per-recipient placeholders by plain substitution: no re-rendering."""
-    return RenderedEmail(
-        subject=rendered.subject,
+    return replace(
+        rendered,
         html=fill(rendered.html, substitutions),
         text=fill(rendered.text, substitutions),
     )

@@ -13,10 +13,10 @@ from sqlmodel import Session, select
 from newsletter.errors import NewsletterError
 from newsletter.issues import load_issue_contents
 from newsletter.models import Issue, Topic
-from newsletter.rendering.issue_email import render_issue_variant
+from newsletter.rendering.issue_email import html_size, render_issue_variant
 from newsletter.rendering.message import RenderedEmail, personalize
 from newsletter.rendering.recipients import preview_substitutions
-from newsletter.rendering.variants import issue_topic_slugs, variant_for
+from newsletter.rendering.variants import EVERYTHING, NO_MATCH, issue_topic_slugs, variant_for
 from newsletter.settings import Settings
 
 
@@ -58,3 +58,26 @@ def render_preview(
         variant=variant,
         email=personalize(rendered, preview_substitutions(settings, issue, variant)),
     )
+
+
+def size_line(variant: str, email: RenderedEmail, settings: Settings) -> str:
+    """`all topics: 88.6 KB HTML (budget 90 KB); 49 papers listed by title to fit`."""
+    name = {EVERYTHING: "all topics", NO_MATCH: "no matching topic"}.get(variant, variant)
+    line = f"{name}: {html_size(email.html) / 1000:.1f} KB HTML (budget {settings.max_email_kb} KB)"
+    if email.trimmed:
+        line += f"; budget reached, {email.trimmed} papers listed by title only"
+    return line
+
+
+def variant_sizes(session: Session, month: str, settings: Settings) -> list[str]:
+    """Size lines for the variants that can be largest: everything, no match, each topic
+    alone (a subscriber's variant has at most the papers of the everything variant)."""
+    issue = session.exec(select(Issue).where(Issue.month == month)).one()
+    contents = load_issue_contents(session, issue)
+    topics = sorted({e.section for e in contents.entries})
+    lines = []
+    for variant in (EVERYTHING, NO_MATCH, *topics):
+        rendered = render_issue_variant(session, issue, variant, settings)
+        email = personalize(rendered, preview_substitutions(settings, issue, variant))
+        lines.append(size_line(variant, email, settings))
+    return lines

@@ -10,6 +10,7 @@ import hashlib
 from functools import lru_cache
 from typing import Any
 
+import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from mjml import mjml2html
 
@@ -18,12 +19,13 @@ from newsletter.issues import month_label
 from newsletter.settings import REPO_ROOT
 
 EMAIL_TEMPLATE_DIR = REPO_ROOT / "templates" / "email"
+INLINE_CSS_PATH = EMAIL_TEMPLATE_DIR / "inline.css"
 
 
 def _template_fingerprint() -> str:
     """Hash of every email template: editing one invalidates every cached render."""
     digest = hashlib.sha256()
-    for path in sorted(EMAIL_TEMPLATE_DIR.rglob("*.j2")):
+    for path in sorted([*EMAIL_TEMPLATE_DIR.rglob("*.j2"), INLINE_CSS_PATH]):
         digest.update(path.relative_to(EMAIL_TEMPLATE_DIR).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
@@ -60,10 +62,27 @@ def compile_mjml(source: str, template_name: str = "email") -> str:
         raise NewsletterError(f"email template {template_name} did not compile: {exc}") from None
 
 
+@lru_cache(maxsize=1)
+def _inliner() -> css_inline.CSSInliner:
+    # Only inline.css is inlined: MJML's own resets stay in <style> (inlining them would
+    # put the same declarations on every table cell), and so do the media queries.
+    return css_inline.CSSInliner(
+        inline_style_tags=False,
+        keep_style_tags=True,
+        load_remote_stylesheets=False,
+        extra_css=INLINE_CSS_PATH.read_text(encoding="utf-8"),
+    )
+
+
+def inline_styles(html: str) -> str:
+    """Write inline.css into the style attribute of each element it matches."""
+    return _inliner().inline(html)
+
+
 def render_email_parts(name: str, context: dict[str, Any]) -> tuple[str, str]:
     """(html, text) for `templates/email/{name}.mjml.j2` and its `.txt.j2` twin."""
     mjml_source = render_template(f"{name}.mjml.j2", context)
-    html = compile_mjml(mjml_source, f"{name}.mjml.j2")
+    html = inline_styles(compile_mjml(mjml_source, f"{name}.mjml.j2"))
     text = _tidy_text(render_template(f"{name}.txt.j2", context))
     return html, text
 

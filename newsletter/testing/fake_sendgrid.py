@@ -142,6 +142,11 @@ def validate_mail_send(body: Any) -> None:
     if "text/html" in types and "text/plain" in types and types.index("text/html") != 1:
         raise ValidationFailure("text/html must follow text/plain.", "content")
     _check_headers(body.get("headers") or {}, "headers")
+    tracking = body.get("tracking_settings") or {}
+    if not isinstance(tracking, dict) or not all(
+        isinstance(v, dict) and isinstance(v.get("enable", False), bool) for v in tracking.values()
+    ):
+        raise ValidationFailure("Tracking settings need a boolean enable.", "tracking_settings")
     categories = body.get("categories") or []
     if len(categories) > MAX_CATEGORIES or any(len(str(c)) > 255 for c in categories):
         raise ValidationFailure("At most 10 categories of at most 255 characters.", "categories")

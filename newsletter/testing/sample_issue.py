@@ -96,9 +96,12 @@ def build_sample_issue(
     *,
     papers: int = 12,
     subject: str = "",
+    summary_chars: int = 0,
 ) -> Issue:
     """Insert an issue of `papers` papers (seed and awkward ones first, then filler spread
-    over every topic) and return it. Topics must already be synced (`newsletter init`)."""
+    over every topic) and return it. Topics must already be synced (`newsletter init`).
+
+    `summary_chars` pads every summary to that length (abstract-length months)."""
     topics = [t.slug for t in session.exec(select(Topic).order_by(Topic.position)).all()]
     if not topics:
         raise RuntimeError("no topics: sync the taxonomy first")
@@ -120,6 +123,9 @@ def build_sample_issue(
     session.flush()
     positions: dict[str, int] = {}
     for i, (title, summary, authors, slug) in enumerate(specs):
+        if summary_chars:
+            filler = " It also reports ablations, limitations and what to try next."
+            summary = (summary + filler * (summary_chars // len(filler) + 1))[:summary_chars]
         late = i == 1  # the second paper arrived after its own month's issue
         published = date(year - 1, 12, 15) if late else date(year, mon, 1 + i % 27)
         paper = Paper(

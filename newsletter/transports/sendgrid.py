@@ -33,6 +33,12 @@ from newsletter.transports.base import (
 
 DEFAULT_TIMEOUT = 30.0
 MAX_PERSONALIZATIONS = 1000
+# This newsletter tracks nobody: switch off whatever the account has on (link rewriting,
+# open pixel, SendGrid's own unsubscribe footer, Google Analytics parameters).
+TRACKING_OFF = {
+    name: {"enable": False}
+    for name in ("click_tracking", "open_tracking", "subscription_tracking", "ganalytics")
+}
 
 
 def sendgrid_payload(batch: Batch) -> dict[str, Any]:
@@ -62,13 +68,17 @@ def sendgrid_payload(batch: Batch) -> dict[str, Any]:
             {"type": "text/plain", "value": batch.text},
             {"type": "text/html", "value": batch.html},
         ],
+        "tracking_settings": {k: dict(v) for k, v in TRACKING_OFF.items()},
     }
     if batch.headers:
         payload["headers"] = {k: check_header_value(k, v) for k, v in batch.headers.items()}
     if batch.categories:
         payload["categories"] = list(batch.categories)
     if batch.reply_to:
-        payload["reply_to"] = {"email": parseaddr(batch.reply_to)[1]}
+        reply_name, reply_address = parseaddr(batch.reply_to)
+        payload["reply_to"] = {"email": reply_address}
+        if reply_name:
+            payload["reply_to"]["name"] = reply_name
     return payload
 
 

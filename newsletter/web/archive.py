@@ -1,13 +1,12 @@
 """The public archive: sent issues as a list, as web pages and as an Atom feed.
 
-The web version of an issue is the email itself, rendered by the same pipeline as the send
-(`render_issue_variant`), with links that name nobody. It is cached per issue revision and
-topic selection by the renderer, so serving it costs one substitution.
+The web version of an issue is a page of the site built from the same context as the email
+(`build_context`, without the size budget), with links that name nobody.
 """
 
 from __future__ import annotations
 
-import html
+import threading
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
@@ -16,17 +15,21 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from newsletter.issues import MONTH_RE, load_issue_contents, month_label
+from newsletter.audience import CONSENT_TEXT
+from newsletter.issues import MONTH_RE, month_label
 from newsletter.models import Issue, IssuePaper, IssueStatus, Topic
-from newsletter.rendering import personalize
-from newsletter.rendering.issue_email import issue_subject, render_issue_variant
-from newsletter.rendering.variants import issue_topic_slugs, variant_for
+from newsletter.rendering.issue_email import build_context, cached_issue_view, issue_subject
+from newsletter.rendering.variants import variant_for
 from newsletter.settings import Settings
-from newsletter.transports.base import placeholder
 from newsletter.web.pages import error_page, render_page
-from newsletter.web.security import EMAIL_PAGE_CSP, PUBLIC_CACHE
+from newsletter.web.security import PUBLIC_CACHE
 
 router = APIRouter()
+PAGE_CACHE_SIZE = 64
+# Rendered web versions by issue revision and topic selection: the page is the same for
+# every reader, so a busy "view in your browser" link costs a lookup, not a Jinja render.
+_pages: dict[tuple[object, ...], bytes] = {}  # insertion order: oldest first
+_pages_lock = threading.Lock()
 ATOM = "http://www.w3.org/2005/Atom"
 
 
@@ -73,17 +76,6 @@ def bad_topics_page(request: Request, unknown: list[str]) -> HTMLResponse:
 def no_issue_page(request: Request, month: str) -> HTMLResponse:
     label = month_label(month) if MONTH_RE.match(month) else month[:20]
     return error_page(request, 404, "No such issue", f"There is no published issue for {label}.")
-
-
-def public_substitutions(settings: Settings) -> dict[str, str]:
-    """Links for a copy read by anybody: they point to the site, never to one subscriber."""
-    values = {
-        "unsubscribe_url": f"{settings.base_url}/#manage",
-        "preferences_url": f"{settings.base_url}/#manage",
-        "browser_url": f"{settings.base_url}/issues",
-        "email": "a subscriber",
-    }
-    return {placeholder(k): html.escape(v, quote=True) for k, v in values.items()}
 
 
 @router.get("/issues", response_class=HTMLResponse)
@@ -148,7 +140,12 @@ def feed(request: Request) -> Response:
 
 @router.get("/issues/{month}", response_class=HTMLResponse)
 def issue_page(request: Request, month: str) -> HTMLResponse:
-    """The web version of a sent issue, optionally for a topic selection (`?topics=a,b`)."""
+    """The web version of a sent issue, optionally for a topic selection (`?topics=a,b`).
+
+    A page of the site, not the email: site header and footer, wording for a reader who may
+    not subscribe yet, a subscribe prompt, every paper in full (the email may list some by
+    title only to stay under Gmail's clipping size), and canonical/Open Graph tags.
+    """
     settings = request.app.state.settings
     if not MONTH_RE.match(month):
         return no_issue_page(request, month)
@@ -160,17 +157,37 @@ def issue_page(request: Request, month: str) -> HTMLResponse:
         unknown = unknown_topics(session, chosen) if chosen else []
         if unknown:
             return bad_topics_page(request, unknown)
+        view = cached_issue_view(session, issue, settings, web=True)
         variant = ""
         if chosen:
-            entries = load_issue_contents(session, issue).entries
-            variant = variant_for(chosen, issue_topic_slugs(entries))
-        rendered = render_issue_variant(session, issue, variant, settings, web=True)
-    page = personalize(rendered, public_substitutions(settings))
-    return HTMLResponse(
-        page.html,
-        headers={
-            "Content-Security-Policy": EMAIL_PAGE_CSP,
-            "X-Frame-Options": "DENY",
-            **PUBLIC_CACHE,
-        },
+            variant = variant_for(chosen, {s for e in view.entries for s in (e.section, *e.topics)})
+    key = (
+        issue.id,
+        issue.created_at,
+        issue.composed_at,
+        issue.revision,
+        variant,
+        tuple(sorted(set(chosen))),
+        request.app.state.local_outbox,
+        id(settings),
     )
+    with _pages_lock:
+        body = _pages.get(key)
+    if body is None:
+        context = build_context(view, variant, settings)
+        body = render_page(
+            request,
+            "issue.html",
+            issue=context,
+            month=month,
+            canonical=f"{settings.base_url}/issues/{month}",
+            description=str(context["preheader"]),
+            chosen=sorted(set(chosen)),
+            personal=bool(chosen),
+            consent_text=CONSENT_TEXT,
+        ).body
+        with _pages_lock:
+            _pages[key] = body
+            while len(_pages) > PAGE_CACHE_SIZE:
+                _pages.pop(next(iter(_pages)))
+    return HTMLResponse(body, headers=PUBLIC_CACHE)

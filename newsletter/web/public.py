@@ -105,8 +105,32 @@ def _send_after_answer(due: audience.ConfirmationDue, settings: Settings) -> Non
         log.exception("confirmation email to subscriber %s failed", due.subscriber.id)
 
 
+def _bad_confirm_link(request: Request, exc: Exception) -> HTMLResponse:
+    return error_page(
+        request,
+        400,
+        "This link does not work",
+        f"{str(exc).capitalize()}. You can subscribe again from the home page.",
+    )
+
+
 @router.get("/confirm/{token}", response_class=HTMLResponse)
+def confirm_page(request: Request, token: str) -> HTMLResponse:
+    """What will be confirmed and a button; changes nothing. Corporate link scanners (Safe
+    Links, Mimecast) open every link of every mail, so a GET must never subscribe anyone."""
+    try:
+        sub, topics = audience.confirmation_request(
+            request.app.state.engine, request.app.state.settings, token
+        )
+    except (TokenError, lifecycle.NotSubscribed) as exc:
+        return _bad_confirm_link(request, exc)
+    return render_page(request, "confirm.html", subscriber=sub, topics=topics, token=token)
+
+
+@router.post("/confirm/{token}", response_class=HTMLResponse)
 def confirm(request: Request, token: str) -> HTMLResponse:
+    """Activates: the signed token is the whole authority (no cookie), and a second POST
+    changes nothing and sends no second welcome."""
     try:
         sub, _ = audience.confirm_subscription(
             request.app.state.engine,
@@ -115,11 +139,6 @@ def confirm(request: Request, token: str) -> HTMLResponse:
             client_address=client_address(request),
         )
     except (TokenError, lifecycle.NotSubscribed) as exc:
-        return error_page(
-            request,
-            400,
-            "This link does not work",
-            f"{str(exc).capitalize()}. You can subscribe again from the home page.",
-        )
+        return _bad_confirm_link(request, exc)
     links = audience.links_for(request.app.state.settings, sub, absolute=False)
     return render_page(request, "confirmed.html", email=sub.email, links=links)

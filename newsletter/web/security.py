@@ -27,8 +27,6 @@ EMAIL_FRAME_CSP = (
     "font-src https: data:; frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
 )
 EMAIL_FRAME_HEADERS = {"Content-Security-Policy": EMAIL_FRAME_CSP, "X-Frame-Options": "SAMEORIGIN"}
-# The web version of an issue is the email itself, shown as a page of its own.
-EMAIL_PAGE_CSP = EMAIL_FRAME_CSP.replace("frame-ancestors 'self'", "frame-ancestors 'none'")
 
 PUBLIC_CACHE = {"Cache-Control": "public, max-age=300"}
 
