@@ -25,6 +25,8 @@ class IssueEntry:
     position: int
     late: bool  # published in an earlier month, arrived after that month's issue
     topics: tuple[str, ...]  # every topic of the paper, in taxonomy order
+    in_email: bool = True  # False: past the caps, on the web version only
+    score: int = 0  # how strongly it matched its topics' keywords (the ranking)
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,11 @@ class IssueContents:
     issue: Issue
     topics: tuple[Topic, ...]  # topics with at least one entry, in taxonomy order
     entries: tuple[IssueEntry, ...]  # ordered by section (taxonomy order), then position
+
+    @property
+    def email_entries(self) -> tuple[IssueEntry, ...]:
+        """The entries the email shows (within the caps); the web version shows them all."""
+        return tuple(e for e in self.entries if e.in_email)
 
 
 def load_issue_contents(session: Session, issue: Issue) -> IssueContents:
@@ -55,6 +62,8 @@ def load_issue_contents(session: Session, issue: Issue) -> IssueContents:
                 section=ip.topic_slug,
                 position=ip.position,
                 late=ip.late,
+                in_email=ip.in_email,
+                score=ip.score,
                 topics=tuple(
                     sorted(topics_of[paper.id], key=lambda s: position_of.get(s, len(order)))
                 ),
@@ -71,6 +80,15 @@ def load_issue_contents(session: Session, issue: Issue) -> IssueContents:
         issue=issue,
         topics=tuple(order[s] for s in sections if s in order),
         entries=tuple(entries),
+    )
+
+
+def ranked_candidates(contents: IssueContents) -> list[IssueEntry]:
+    """Every paper the issue lists, as the editor weighs them: the email's papers first, each
+    group strongest match first (what `issue candidates` and approval mode show)."""
+    return sorted(
+        contents.entries,
+        key=lambda e: (not e.in_email, -e.score, e.late, e.paper.normalized_title),
     )
 
 
@@ -133,6 +151,7 @@ class ComposeResult:
     removed: int  # papers no longer listed
     late: int  # late arrivals listed (published in an earlier month)
     total: int  # papers listed
+    in_email: int = 0  # papers the email shows (the rest: web version only)
 
 
 @dataclass(frozen=True)
@@ -141,6 +160,8 @@ class _Listing:
     section: str
     position: int
     late: bool
+    in_email: bool = True
+    score: int = 0
 
 
 def _candidates(
@@ -160,38 +181,76 @@ def _candidates(
     return [(paper, paper.month < month) for paper in papers]
 
 
-def _sections(session: Session, paper_ids: list[int]) -> dict[int, str]:
-    """Each paper's section: its first topic in taxonomy order (`general` if it has none)."""
+def _topics_by_paper(session: Session, paper_ids: list[int]) -> dict[int, list[str]]:
+    """Each paper's topics in taxonomy order (`general` if it has none)."""
     order = {t.slug: t.position for t in session.exec(select(Topic)).all()}
-    first: dict[int, str] = {}
+    topics: dict[int, list[str]] = defaultdict(list)
     for start in range(0, len(paper_ids), 500):
         chunk = paper_ids[start : start + 500]
         for pt in session.exec(select(PaperTopic).where(PaperTopic.paper_id.in_(chunk))).all():
-            current = first.get(pt.paper_id)
-            key = (order.get(pt.topic_slug, len(order)), pt.topic_slug)
-            if current is None or key < (order.get(current, len(order)), current):
-                first[pt.paper_id] = pt.topic_slug
-    return {pid: first.get(pid, GENERAL_TOPIC) for pid in paper_ids}
+            topics[pt.paper_id].append(pt.topic_slug)
+    return {
+        pid: sorted(topics[pid], key=lambda s: (order.get(s, len(order)), s)) or [GENERAL_TOPIC]
+        for pid in paper_ids
+    }
 
 
-def _plan(session: Session, candidates: list[tuple[Paper, bool]]) -> list[_Listing]:
-    """Sections in taxonomy order; within one, this month's papers first, then late ones,
-    each by publication date and title."""
-    sections = _sections(session, [p.id for p, _ in candidates if p.id is not None])
+def _plan(
+    session: Session,
+    candidates: list[tuple[Paper, bool]],
+    max_papers: int | None = None,
+    max_per_topic: int | None = None,
+) -> list[_Listing]:
+    """Sections in taxonomy order (a paper's section is its first topic); within one, the
+    papers the email shows come first, then those past the caps (`email_selection`); each
+    group has this month's papers first, then late ones, each by publication date and title."""
+    from newsletter.email_selection import rank_and_cap
+    from newsletter.papers.tagging import Tagger
+
+    topics = _topics_by_paper(session, [p.id for p, _ in candidates if p.id is not None])
+    choices = rank_and_cap(
+        Tagger.from_session(session),
+        [(p, late, topics[p.id][0], topics[p.id]) for p, late in candidates],  # type: ignore[index]
+        max_papers=max_papers,
+        max_per_topic=max_per_topic,
+    )
     ordered = sorted(
-        candidates, key=lambda pl: (pl[1], pl[0].published, pl[0].normalized_title, pl[0].id)
+        candidates,
+        key=lambda pl: (
+            not choices[pl[0].id].in_email,  # type: ignore[index]
+            pl[1],
+            pl[0].published,
+            pl[0].normalized_title,
+            pl[0].id,
+        ),
     )
     positions: dict[str, int] = defaultdict(int)
     listings = []
     for paper, late in ordered:
-        section = sections[paper.id]  # type: ignore[index]
-        listings.append(_Listing(paper.id, section, positions[section], late))  # type: ignore[arg-type]
+        section = topics[paper.id][0]  # type: ignore[index]
+        choice = choices[paper.id]  # type: ignore[index]
+        listings.append(
+            _Listing(
+                paper.id,  # type: ignore[arg-type]
+                section,
+                positions[section],
+                late,
+                choice.in_email,
+                choice.score,
+            )
+        )
         positions[section] += 1
     return listings
 
 
 def compose_issue(
-    session: Session, month: str, title: str, *, late_window_months: int = LATE_WINDOW_MONTHS
+    session: Session,
+    month: str,
+    title: str,
+    *,
+    late_window_months: int = LATE_WINDOW_MONTHS,
+    max_papers: int | None = None,
+    max_per_topic: int | None = None,
 ) -> ComposeResult:
     """Create or refresh the draft issue of `month` (flushed; the caller commits).
 
@@ -207,6 +266,10 @@ def compose_issue(
     renders cached for the old revision are never reused, and an approved issue goes back to
     draft. A locked issue is never changed (`NewsletterError`). A month with nothing to list
     raises `EmptyMonthError` and creates nothing.
+
+    `max_papers` and `max_per_topic` cap what the email shows (`NEWSLETTER_MAX_PAPERS`,
+    `NEWSLETTER_MAX_PAPERS_PER_TOPIC`): every candidate is still listed, ranked, and those
+    past the caps appear on the web version only.
     """
     month = parse_month(month)
     subject = " ".join(f"{title} — {month_label(month)}".split())  # never a CR/LF in a header
@@ -228,7 +291,7 @@ def compose_issue(
             f"unsent late arrival from {first} on; import papers first "
             "(`newsletter papers import FILE`)"
         )
-    plan = _plan(session, candidates)
+    plan = _plan(session, candidates, max_papers, max_per_topic)
     late = sum(1 for entry in plan if entry.late)
     created = issue is None
     if issue is None:
@@ -238,7 +301,9 @@ def compose_issue(
         before: dict[int, _Listing] = {}
     else:
         before = {
-            ip.paper_id: _Listing(ip.paper_id, ip.topic_slug, ip.position, ip.late)
+            ip.paper_id: _Listing(
+                ip.paper_id, ip.topic_slug, ip.position, ip.late, ip.in_email, ip.score
+            )
             for ip in session.exec(select(IssuePaper).where(IssuePaper.issue_id == issue.id))
         }
     after = {entry.paper_id: entry for entry in plan}
@@ -256,6 +321,8 @@ def compose_issue(
                     "topic_slug": e.section,
                     "position": e.position,
                     "late": e.late,
+                    "in_email": e.in_email,
+                    "score": e.score,
                 }
                 for e in plan
             ],
@@ -274,4 +341,5 @@ def compose_issue(
         removed=len(before.keys() - after.keys()),
         late=late,
         total=len(plan),
+        in_email=sum(1 for entry in plan if entry.in_email),
     )

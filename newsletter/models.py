@@ -9,7 +9,18 @@ from __future__ import annotations
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, Integer, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Text,
+    UniqueConstraint,
+    true,
+)
 from sqlmodel import Field, SQLModel
 
 from subscribers.models import (  # noqa: F401  (registers the tables)
@@ -100,6 +111,13 @@ class IssuePaper(SQLModel, table=True):
     topic_slug: str = Field(max_length=64)  # the section it is listed under
     position: int = Field(default=0)
     late: bool = Field(default=False)  # published in an earlier month, arrived after its issue
+    # Issue 15: caps keep the email readable; papers past them appear on the web version only.
+    in_email: bool = Field(
+        default=True, sa_column=Column(Boolean, nullable=False, server_default=true())
+    )
+    score: int = Field(  # how strongly it matched its topics' keywords (the ranking)
+        default=0, sa_column=Column(Integer, nullable=False, server_default="0")
+    )
 
 
 class DeliveryStatus(StrEnum):

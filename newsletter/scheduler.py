@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,13 +36,16 @@ from newsletter.transports.base import Transport
 log = logging.getLogger("newsletter.clock")
 
 MONTHLY_JOB_ID = "monthly-issue"
+FETCH_JOB_ID = "fetch-sources"
 FINAL_OR_RUNNING = {IssueStatus.SENDING, IssueStatus.SENT, IssueStatus.PAUSED}
 
 
 @dataclass(frozen=True)
 class JobOutcome:
     month: str
-    outcome: str  # sent, sending, empty, missed, awaiting-approval, already-started, busy, failed
+    # sent, sending, empty, missed, awaiting-approval, already-started, busy, failed,
+    # source-failed (a source kept failing: the draft waits for a person)
+    outcome: str
     message: str
 
     @property
@@ -114,7 +118,13 @@ def _compose(engine: Engine, settings: Settings, month: str) -> Issue:
                 issue = session.exec(select(Issue).where(Issue.month == month)).first()
                 if issue is not None and issue.status in FINAL_OR_RUNNING:
                     return issue
-                return compose_issue(session, month, settings.title).issue
+                return compose_issue(
+                    session,
+                    month,
+                    settings.title,
+                    max_papers=settings.max_papers,
+                    max_per_topic=settings.max_papers_per_topic,
+                ).issue
         except IntegrityError:
             if attempt:
                 raise
@@ -222,9 +232,14 @@ def _run_locked(
     month = run.month
     late_by = (now - run.scheduled_for) if run.scheduled_for else timedelta(0)
     missed = late_by > timedelta(hours=settings.send_cutoff_hours)
+    failed_sources = _fetch_sources(engine, settings, run, now, stop)
     try:
         issue = _compose(engine, settings, month)
     except EmptyMonthError as exc:
+        if failed_sources:
+            return _record(
+                engine, run, "source-failed", f"{failed_sources}; nothing to send yet: {exc}"
+            )
         return _record(engine, run, "empty", f"nothing sent: {exc}")
     if issue.status == IssueStatus.SENT:
         return _record(engine, run, "already-started", f"issue {month} was already sent")
@@ -245,20 +260,113 @@ def _run_locked(
             f"{settings.send_cutoff_hours:g} h): draft composed, not sent; send it with "
             f"`newsletter issue send {month}`",
         )
+    if failed_sources and not settings.send_on_source_failure:
+        return _record(
+            engine,
+            run,
+            "source-failed",
+            f"{failed_sources}: draft composed with what came in, not sent (a thin issue is "
+            f"worse than a late one); fix the source and run `newsletter monthly --month "
+            f"{month}`, or send it as it is with `newsletter issue send {month}` "
+            "(NEWSLETTER_SEND_ON_SOURCE_FAILURE=true sends regardless)",
+        )
     if settings.require_approval and issue.status != IssueStatus.APPROVED:
         note = _send_editor_copies(engine, settings, month, transport)
         return _record(
             engine,
             run,
             "awaiting-approval",
-            f"draft composed; {note}; send with `newsletter issue approve {month}`",
+            f"draft composed ({_candidates_note(engine, issue)}); {note}; send with "
+            f"`newsletter issue approve {month}`"
+            + (f"; {failed_sources}" if failed_sources else ""),
         )
     outcome = start_send(
         engine, settings, month, transport=transport, stop=stop, deliver_here=deliver_here
     )
     if outcome is None:
         return _record(engine, run, "already-started", f"another process started {month}")
-    return _record(engine, run, outcome.outcome, outcome.message)
+    message = outcome.message
+    if failed_sources:
+        message += f"; sent with what came in although {failed_sources}"
+    return _record(engine, run, outcome.outcome, message)
+
+
+def _candidates_note(engine: Engine, issue: Issue) -> str:
+    """How many candidates the editor has to weigh, and where to see them all."""
+    from newsletter.models import IssuePaper
+
+    with session_scope(engine) as session:
+        flags = session.exec(select(IssuePaper.in_email).where(IssuePaper.issue_id == issue.id))
+        shown = list(flags.all())
+    note = f"{len(shown)} candidates, {sum(shown)} in the email"
+    return f"{note}; `newsletter issue candidates {issue.month}` lists them all, ranked"
+
+
+def _fetch_sources(
+    engine: Engine,
+    settings: Settings,
+    run: JobRun,
+    now: datetime,
+    stop: threading.Event | None,
+) -> str:
+    """Fetch the month from the sources file, retrying failing sources with back-off within
+    the send cutoff; every attempt is a `fetch-sources` job run. Returns "" when every
+    source came in (or there is no sources file), else which sources failed and why."""
+    from newsletter.papers.fetching import FetchAttempt, FetchOptions, fetch_with_retries
+    from newsletter.papers.sources_file import load_sources_file
+
+    path = settings.sources_path
+    if path is None:
+        return ""
+    with session_scope(engine) as session:
+        issue = session.exec(select(Issue).where(Issue.month == run.month)).first()
+        if issue is not None and issue.status in FINAL_OR_RUNNING:
+            return ""  # its papers are fixed; nothing to fetch for
+    sources_file = load_sources_file(path)
+    total = settings.source_retries + 1
+    started = time.monotonic()
+
+    def record(attempt: FetchAttempt) -> None:
+        failed = [r for r in attempt.reports if not r.ok]
+        if attempt.retry_in is not None:
+            after = f"; retrying the failed source(s) in {attempt.retry_in:g} s"
+        elif failed:
+            after = "; no more retries"
+        else:
+            after = ""
+        moment = now + timedelta(seconds=time.monotonic() - started)
+        with session_scope(engine) as session:
+            session.add(
+                JobRun(
+                    job=FETCH_JOB_ID,
+                    month=run.month,
+                    started_at=moment,
+                    finished_at=moment,
+                    outcome="source-failed" if failed else "fetched",
+                    message=f"fetch attempt {attempt.number} of at most {total}: "
+                    + "; ".join(r.summary() for r in attempt.reports)
+                    + after,
+                )
+            )
+        log.log(logging.WARNING if failed else logging.INFO, "fetch %s%s", run.month, after)
+
+    reports = fetch_with_retries(
+        engine,
+        sources_file,
+        run.month,
+        FetchOptions.from_settings(settings),
+        retries=settings.source_retries,
+        first_delay=settings.source_retry_delay,
+        deadline=(run.scheduled_for or now) + timedelta(hours=settings.send_cutoff_hours),
+        now=now,
+        on_attempt=record,
+        stop=stop,
+    )
+    failed = [r for r in reports if not r.ok]
+    if not failed:
+        return ""
+    names = ", ".join(repr(r.name) for r in failed)
+    return f"source(s) {names} failed after retries ({'; '.join(str(r.error) for r in failed)})"
 
 
 def _send_editor_copies(

@@ -78,6 +78,16 @@ class Settings(BaseSettings):
     reply_to: str = ""
     max_email_kb: int = Field(default=90, ge=20, le=100)  # HTML budget per variant
 
+    # Issue 15: sources fetched by the monthly job, and caps that keep the email readable.
+    sources: Path | None = None  # NEWSLETTER_SOURCES; default ./sources.yaml when it exists
+    arxiv_api_url: str = "https://export.arxiv.org/api/query"
+    arxiv_delay: float = Field(default=3.0, ge=0)  # seconds between arXiv API requests
+    max_papers: int | None = Field(default=None, ge=1)  # papers in the email, per issue
+    max_papers_per_topic: int | None = Field(default=None, ge=1)  # per topic section
+    send_on_source_failure: bool = False
+    source_retries: int = Field(default=4, ge=0)  # retries of a failing source per job run
+    source_retry_delay: float = Field(default=60, ge=0)  # first back-off, doubling each retry
+
     @field_validator("from_", "reply_to")
     @classmethod
     def _mailbox(cls, value: str, info: ValidationInfo) -> str:
@@ -117,7 +127,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a sqlite:/// or postgres:// URL")
         return value
 
-    @field_validator("base_url", "sendgrid_host")
+    @field_validator("base_url", "sendgrid_host", "arxiv_api_url")
     @classmethod
     def _http_origin(cls, value: str) -> str:
         value = value.strip().rstrip("/")
@@ -185,6 +195,12 @@ class Settings(BaseSettings):
                 f"{parts.scheme or 'schemeless'} URL)"
             )
         return value
+
+    @field_validator("sources", "max_papers", "max_papers_per_topic", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """`NEWSLETTER_MAX_PAPERS=` (empty) means no cap, not a bad number."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("paper_search_url")
     @classmethod
@@ -259,6 +275,14 @@ class Settings(BaseSettings):
     @property
     def editor_emails(self) -> list[str]:
         return [e.strip() for e in self.editors.split(",") if e.strip()]
+
+    @property
+    def sources_path(self) -> Path | None:
+        """The sources file: NEWSLETTER_SOURCES, else `sources.yaml` here when it exists."""
+        if self.sources is not None:
+            return self.sources
+        default = Path("sources.yaml")
+        return default if default.is_file() else None
 
     @property
     def is_sqlite(self) -> bool:

@@ -61,8 +61,22 @@ def preview(
 
 
 @app.command()
-def compose(month: str = typer.Argument(..., metavar="YYYY-MM")) -> None:
-    """Create or refresh the month's draft issue (a sent issue is never changed)."""
+def compose(
+    month: str = typer.Argument(..., metavar="YYYY-MM"),
+    max_papers: int | None = typer.Option(
+        None, "--max-papers", min=1, help="Papers in the email (default NEWSLETTER_MAX_PAPERS)."
+    ),
+    max_per_topic: int | None = typer.Option(
+        None,
+        "--max-per-topic",
+        min=1,
+        help="Papers per topic in the email (default NEWSLETTER_MAX_PAPERS_PER_TOPIC).",
+    ),
+) -> None:
+    """Create or refresh the month's draft issue (a sent issue is never changed).
+
+    Past the caps, papers appear on the issue's web version only; `issue candidates` lists
+    them all, ranked."""
     from newsletter.cli.common import console, engine, fail, settings
     from newsletter.db import session_scope
     from newsletter.errors import NewsletterError
@@ -75,7 +89,13 @@ def compose(month: str = typer.Argument(..., metavar="YYYY-MM")) -> None:
         fail(str(exc), code=2)
     try:
         with session_scope(engine()) as session:
-            result = compose_issue(session, month, settings().title)
+            result = compose_issue(
+                session,
+                month,
+                settings().title,
+                max_papers=max_papers or settings().max_papers,
+                max_per_topic=max_per_topic or settings().max_papers_per_topic,
+            )
         with session_scope(engine()) as session:
             sizes = variant_sizes(session, month, settings())
     except NewsletterError as exc:
@@ -83,6 +103,11 @@ def compose(month: str = typer.Argument(..., metavar="YYYY-MM")) -> None:
     issue = result.issue
     late = f", {result.late} late arrival{'s' if result.late != 1 else ''}" if result.late else ""
     listing = f"{result.total} paper{'s' if result.total != 1 else ''}{late}"
+    if result.in_email < result.total:
+        listing += (
+            f" ({result.in_email} in the email, {result.total - result.in_email} on the web "
+            f"version only; `newsletter issue candidates {month}` lists them)"
+        )
     if result.created:
         what = f"Composed draft issue {month}: {listing}."
     elif result.changed:
@@ -99,6 +124,51 @@ def compose(month: str = typer.Argument(..., metavar="YYYY-MM")) -> None:
     console.print("Email size per variant (Gmail clips past 102 KB):", markup=False)
     for line in sizes:
         console.print(f"  {line}", markup=False, soft_wrap=True)
+
+
+@app.command()
+def candidates(month: str = typer.Argument(..., metavar="YYYY-MM")) -> None:
+    """Every paper the month's issue lists, ranked, and which ones the email shows."""
+    from rich.markup import escape
+    from rich.table import Table
+    from sqlmodel import select
+
+    from newsletter.cli.common import console, engine, fail
+    from newsletter.db import session_scope
+    from newsletter.issues import load_issue_contents, ranked_candidates
+    from newsletter.models import Issue
+
+    _check_month(month)
+    with session_scope(engine()) as session:
+        issue = session.exec(select(Issue).where(Issue.month == month)).first()
+        if issue is None:
+            fail(f"no issue for {month}: run `newsletter issue compose {month}` first")
+        entries = ranked_candidates(load_issue_contents(session, issue))
+        shown = sum(1 for e in entries if e.in_email)
+        table = Table(
+            title=f"Issue {month} ({issue.status}): {len(entries)} candidates, {shown} in the email"
+        )
+        table.add_column("#", justify="right")
+        table.add_column("Email")
+        table.add_column("Score", justify="right")
+        table.add_column("Section")
+        table.add_column("Title", overflow="fold")
+        for number, entry in enumerate(entries, start=1):
+            late = " (late)" if entry.late else ""
+            table.add_row(
+                str(number),
+                "yes" if entry.in_email else "web only",
+                str(entry.score),
+                entry.section,
+                escape(entry.paper.title) + late,
+            )
+    console.print(table)
+    if shown < len(entries):
+        console.print(
+            "Change the caps with `newsletter issue compose "
+            f"{month} --max-papers N --max-per-topic N`.",
+            markup=False,
+        )
 
 
 def _check_month(month: str) -> None:

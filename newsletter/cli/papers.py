@@ -107,13 +107,18 @@ def fetch_arxiv(
         ..., "--category", help="arXiv category, e.g. cs.LG (repeat for several)."
     ),
     max_results: int = typer.Option(2000, "--max", min=1, help="At most this many papers."),
-    delay: float = typer.Option(3.0, "--delay", min=0, help="Seconds between API requests."),
-    api_url: str = typer.Option("https://export.arxiv.org/api/query", "--api-url", hidden=True),
+    delay: float | None = typer.Option(
+        None, "--delay", min=0, help="Seconds between API requests (NEWSLETTER_ARXIV_DELAY, 3)."
+    ),
+    api_url: str | None = typer.Option(None, "--api-url", hidden=True),
 ) -> None:
-    """Import a month of arXiv papers in the categories (one request per page, politely)."""
+    """Import a month of arXiv papers in the categories (one request per page, politely).
+
+    For the monthly routine put an `arxiv` source in the sources file and use `papers fetch`.
+    """
     from rich.markup import escape
 
-    from newsletter.cli.common import console, engine, fail
+    from newsletter.cli.common import console, engine, fail, settings
     from newsletter.errors import NewsletterError
     from newsletter.issues import parse_month
     from newsletter.papers.arxiv import import_arxiv_month
@@ -123,7 +128,12 @@ def fetch_arxiv(
     except NewsletterError as exc:
         fail(str(exc), code=2)
     report = import_arxiv_month(
-        engine(), month, categories, api_url=api_url, max_results=max_results, delay=delay
+        engine(),
+        month,
+        categories,
+        api_url=api_url or settings().arxiv_api_url,
+        max_results=max_results,
+        delay=settings().arxiv_delay if delay is None else delay,
     )
     if report.error is not None:
         fail(f"{escape(str(report.error))} — nothing imported")
@@ -137,3 +147,59 @@ def fetch_arxiv(
             f"  {_plural(len(report.untagged), 'paper')} matched no topic and went to 'general'",
             markup=False,
         )
+
+
+@app.command("fetch")
+def fetch(
+    month: str | None = typer.Option(
+        None, "--month", metavar="YYYY-MM", help="Month to fetch (default: the previous month)."
+    ),
+    sources: Path | None = typer.Option(
+        None, "--sources", metavar="FILE", help="Sources file (default NEWSLETTER_SOURCES)."
+    ),
+) -> None:
+    """Fetch every source of the sources file for the month and import what each brings.
+
+    Prints added / updated / unchanged per source, or its error; exit 1 if any failed.
+    """
+    from datetime import UTC, datetime
+
+    from rich.markup import escape
+
+    from newsletter.cli.common import console, engine, err_console, fail, settings
+    from newsletter.errors import NewsletterError
+    from newsletter.issues import parse_month
+    from newsletter.papers.fetching import FetchOptions, fetch_sources
+    from newsletter.papers.sources_file import load_sources_file
+    from newsletter.scheduler import previous_month
+
+    try:
+        month = parse_month(month) if month is not None else previous_month(datetime.now(UTC))
+    except NewsletterError as exc:
+        fail(str(exc), code=2)
+    path = sources or settings().sources_path
+    if path is None:
+        fail("no sources file: set NEWSLETTER_SOURCES or create sources.yaml (see the README)")
+    try:
+        reports = fetch_sources(
+            engine(), load_sources_file(path), month, FetchOptions.from_settings(settings())
+        )
+    except NewsletterError as exc:
+        fail(escape(str(exc)))
+    for report in reports:
+        if report.ok:
+            console.print(f"✓ {report.summary()}", markup=False, soft_wrap=True)
+        else:
+            err_console.print(
+                f"[red]✗[/red] {escape(report.summary())}",
+                markup=True,
+                soft_wrap=True,
+            )
+        if report.untagged:
+            console.print(
+                f"  {_plural(len(report.untagged), 'paper')} matched no topic and went to "
+                "'general'",
+                markup=False,
+            )
+    if any(not r.ok for r in reports):
+        raise typer.Exit(1)

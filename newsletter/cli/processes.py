@@ -42,7 +42,7 @@ def monthly(
         None, "--month", metavar="YYYY-MM", help="Month to send (default: the previous month)."
     ),
 ) -> None:
-    """Do by hand what the scheduled job does: compose the month, then send it."""
+    """Do by hand what the scheduled job does: fetch the sources, compose the month, send it."""
     from newsletter.cli.common import console, engine, fail
     from newsletter.issues import parse_month
     from newsletter.scheduler import run_monthly_job

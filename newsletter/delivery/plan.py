@@ -68,7 +68,7 @@ def begin_sending(session: Session, issue: Issue, *, resume: bool = False) -> bo
 
 def _audience(session: Session, issue: Issue) -> dict[int, str]:
     """subscriber id -> variant, for every active subscriber (two queries, any size)."""
-    issue_topics = issue_topic_slugs(load_issue_contents(session, issue).entries)
+    issue_topics = issue_topic_slugs(load_issue_contents(session, issue).email_entries)
     active = Subscriber.status == str(SubscriberStatus.ACTIVE)
     ids = session.execute(select(Subscriber.id).where(active)).scalars().all()
     topics: dict[int, list[str]] = defaultdict(list)

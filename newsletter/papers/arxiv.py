@@ -9,8 +9,6 @@ one transaction (all or nothing). Tests replay recorded answers from a local ser
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from newsletter.issues import parse_month, shift_month
+from newsletter.papers.http_fetch import http_get
 from newsletter.papers.sources.feeds import read_feed
 from newsletter.papers.store import (
     FileImportReport,
@@ -32,57 +31,48 @@ from newsletter.papers.tagging import Tagger
 from newsletter.papers.validation import RecordError
 
 ARXIV_API = "https://export.arxiv.org/api/query"
-USER_AGENT = "ml-foundations-newsletter/0.1 (monthly digest; one request per 3 s)"
+ARXIV_DELAY = 3.0  # seconds between requests, as arXiv's API terms ask
 
 
-def month_query(month: str, categories: Sequence[str]) -> str:
-    """`(cat:cs.LG OR cat:stat.ML) AND submittedDate:[202604010000 TO 202605010000]`."""
+def month_query(month: str, categories: Sequence[str], query: str = "") -> str:
+    """`(cat:cs.LG OR cat:stat.ML) AND submittedDate:[202604010000 TO 202605010000]`,
+    with `AND (query)` before the date range when a search query narrows it."""
     if not categories:
         raise RecordError("give at least one arXiv category, e.g. --category cs.LG")
     start = parse_month(month).replace("-", "") + "010000"
     end = shift_month(month, 1).replace("-", "") + "010000"
     cats = " OR ".join(f"cat:{c}" for c in categories)
-    return f"({cats}) AND submittedDate:[{start} TO {end}]"
-
-
-def _get(url: str, timeout: float) -> bytes:
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return response.read()
-    except urllib.error.HTTPError as exc:
-        raise RecordError(f"the arXiv API answered HTTP {exc.code} for {url}") from None
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise RecordError(f"cannot reach the arXiv API at {url} ({reason})") from None
+    narrowed = f" AND ({query.strip()})" if query.strip() else ""
+    return f"({cats}){narrowed} AND submittedDate:[{start} TO {end}]"
 
 
 def fetch_month_pages(
     month: str,
     categories: Sequence[str],
     *,
+    query: str = "",
     api_url: str = ARXIV_API,
     page_size: int = 100,
     max_results: int = 2000,
-    delay: float = 3.0,
+    delay: float = ARXIV_DELAY,
     timeout: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[bytes]:
     """Every answer page of the month's query, at most `max_results` entries in all."""
-    query = month_query(month, categories)
+    search = month_query(month, categories, query)
     pages: list[bytes] = []
     start = 0
     while start < max_results:
         if pages:
             sleep(delay)
         params = {
-            "search_query": query,
+            "search_query": search,
             "start": start,
             "max_results": min(page_size, max_results - start),
             "sortBy": "submittedDate",
             "sortOrder": "ascending",
         }
-        page = _get(f"{api_url}?{urlencode(params)}", timeout)
+        page = http_get(f"{api_url}?{urlencode(params)}", timeout=timeout, service="the arXiv API")
         pages.append(page)
         parsed: Any = feedparser.parse(page)
         got = len(parsed.entries)

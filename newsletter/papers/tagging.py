@@ -52,11 +52,17 @@ def text_words(text: str) -> tuple[frozenset[str], str]:
     return frozenset(flat.split()), flat
 
 
+def keyword_hits(rule: TopicRule, words: frozenset[str], flat: str) -> int:
+    """How many of the rule's keywords occur in a text split by `text_words`."""
+    return len(rule.words & words) + sum(1 for p in rule.phrases if p in flat)
+
+
 class Tagger:
     """The taxonomy's matching rules, built once per import from the synced `topic` table."""
 
-    def __init__(self, rules: list[TopicRule]) -> None:
+    def __init__(self, rules: list[TopicRule], fallback: Iterable[str] = ()) -> None:
         self.rules = sorted(rules, key=lambda r: r.position)
+        self.fallback = tuple(fallback)  # a source's topic hints, used instead of `general`
         self.order = {r.slug: r.position for r in self.rules}
         if GENERAL_TOPIC not in self.order:
             raise NewsletterError(
@@ -79,6 +85,24 @@ class Tagger:
                 for i, s in enumerate(specs)
             ]
         )
+
+    def with_fallback(self, topics: Iterable[str]) -> Tagger:
+        """The same rules, placing papers that match no topic under `topics` (a source's
+        hints) instead of `general`."""
+        return Tagger(self.rules, self.sort(topics))
+
+    def strength(self, title: str, body: str, topics: Iterable[str]) -> int:
+        """How strongly a paper matches its topics: distinct keywords found, those in the
+        title counting three times. Ranks papers when an issue has more than it can show."""
+        wanted = set(topics)
+        title_words, title_flat = text_words(title)
+        body_words, body_flat = text_words(body)
+        score = 0
+        for rule in self.rules:
+            if rule.slug in wanted:
+                score += 3 * keyword_hits(rule, title_words, title_flat)
+                score += keyword_hits(rule, body_words, body_flat)
+        return score
 
     @property
     def slugs(self) -> frozenset[str]:
@@ -108,5 +132,7 @@ class Tagger:
             "\n".join((record.title, record.summary, record.abstract)), record.categories
         )
         if not found:
+            if self.fallback:
+                return list(self.fallback), False
             return [GENERAL_TOPIC], True
         return found, False

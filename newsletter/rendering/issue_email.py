@@ -18,6 +18,7 @@ from sqlmodel import Session, select
 from newsletter.issues import IssueContents, IssueEntry, load_issue_contents, month_label
 from newsletter.models import Issue, Paper, Topic
 from newsletter.papers.links import paper_link
+from newsletter.papers.summaries import email_summary
 from newsletter.rendering.message import RenderedEmail, header_safe
 from newsletter.rendering.message import _segments as _segments_cache
 from newsletter.rendering.recipients import _signed_links, without_markers
@@ -57,6 +58,7 @@ class IssueView:
     subject: str
     entries: tuple[EntryView, ...]
     topic_names: dict[str, str]  # slug -> name, in taxonomy order
+    more_on_web: int = 0  # papers past the caps: listed on the web version, not in the email
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ def _paper_view(entry: IssueEntry, section_name: str, settings: Settings) -> Pap
         title=without_markers(" ".join(paper.title.split())),
         link=without_markers(_safe_link(entry, settings)),
         authors=without_markers(_authors(list(paper.authors))),
-        summary=without_markers(_sentence_case(paper.summary.strip())),
+        summary=without_markers(_sentence_case(email_summary(paper.summary, paper.abstract))),
         late_label=late,
         section_name=section_name,
     )
@@ -117,8 +119,12 @@ def _names(names: list[str]) -> str:
     return ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def issue_view(contents: IssueContents, topics: dict[str, Topic], settings: Settings) -> IssueView:
+def issue_view(
+    contents: IssueContents, topics: dict[str, Topic], settings: Settings, *, web: bool = False
+) -> IssueView:
+    """The email's view lists the papers within the caps; the web version (`web`) all."""
     names = {slug: topic.name for slug, topic in topics.items()}
+    shown = [e for e in contents.entries if web or e.in_email]
     return IssueView(
         month=contents.issue.month,
         subject=issue_subject(contents.issue, settings),
@@ -128,9 +134,10 @@ def issue_view(contents: IssueContents, topics: dict[str, Topic], settings: Sett
                 topics=e.topics,
                 paper=_paper_view(e, names.get(e.section, e.section), settings),
             )
-            for e in contents.entries
+            for e in shown
         ),
         topic_names=names,
+        more_on_web=len(contents.entries) - len(shown),
     )
 
 
@@ -230,6 +237,7 @@ def build_context(
         "sections": sections,
         "more": more,
         "also": also,
+        "more_on_web": view.more_on_web,
         "footer": {
             "reason": (
                 f"You receive this email because {placeholder('email')} subscribed to "
@@ -289,8 +297,10 @@ def html_size(html: str) -> int:
     return len(html.encode("utf-8"))
 
 
-def read_issue_view(session: Session, issue: Issue, settings: Settings) -> IssueView:
-    return issue_view(load_issue_contents(session, issue), _topics(session), settings)
+def read_issue_view(
+    session: Session, issue: Issue, settings: Settings, *, web: bool = False
+) -> IssueView:
+    return issue_view(load_issue_contents(session, issue), _topics(session), settings, web=web)
 
 
 _cache: OrderedDict[tuple[object, ...], RenderedEmail] = OrderedDict()
@@ -298,7 +308,9 @@ _views: dict[tuple[object, ...], IssueView] = {}  # insertion order: oldest firs
 _cache_lock = threading.Lock()
 
 
-def _cache_key(issue: Issue, variant: str, settings: Settings) -> tuple[object, ...]:
+def _cache_key(
+    issue: Issue, variant: str, settings: Settings, web: bool = False
+) -> tuple[object, ...]:
     body_settings = (
         settings.title,
         settings.base_url,
@@ -309,17 +321,21 @@ def _cache_key(issue: Issue, variant: str, settings: Settings) -> tuple[object, 
     # Creation and compose times tell apart equal ids from different databases (tests, a
     # restored backup) and a recompose that forgot to bump the revision.
     identity = (issue.id, issue.month, issue.created_at, issue.composed_at, issue.revision)
-    return (*identity, variant, TEMPLATE_VERSION, body_settings)
+    return (*identity, web, variant, TEMPLATE_VERSION, body_settings)
 
 
-def cached_issue_view(session: Session, issue: Issue, settings: Settings) -> IssueView:
-    """The issue's plain values, read once per revision (shared with the email renders)."""
-    view_key = _cache_key(issue, "", settings)
+def cached_issue_view(
+    session: Session, issue: Issue, settings: Settings, *, web: bool = False
+) -> IssueView:
+    """The issue's plain values, read once per revision (shared with the email renders).
+
+    `web`: for the web version, which also lists the papers past the email's caps."""
+    view_key = _cache_key(issue, "", settings, web)
     view_key = view_key[:-3] + view_key[-2:]
     with _cache_lock:
         view = _views.get(view_key)
     if view is None:
-        view = read_issue_view(session, issue, settings)
+        view = read_issue_view(session, issue, settings, web=web)
         with _cache_lock:
             _views[view_key] = view
             while len(_views) > VIEW_CACHE_SIZE:
@@ -328,11 +344,13 @@ def cached_issue_view(session: Session, issue: Issue, settings: Settings) -> Iss
 
 
 def render_issue_variant(
-    session: Session, issue: Issue, variant: str, settings: Settings
+    session: Session, issue: Issue, variant: str, settings: Settings, *, web: bool = False
 ) -> RenderedEmail:
-    """The issue for one variant, compiled at most once per process; placeholders left in."""
+    """The issue for one variant, compiled at most once per process; placeholders left in.
+
+    `web`: the web version, which also lists the papers past the email's caps."""
     parse_variant(variant)  # refuse a malformed variant before touching the cache
-    key = _cache_key(issue, variant, settings)
+    key = _cache_key(issue, variant, settings, web)
     with _cache_lock:
         hit = _cache.get(key)
         if hit is not None:
@@ -342,7 +360,7 @@ def render_issue_variant(
     with _cache_lock:
         view = _views.get(view_key)
     if view is None:
-        view = read_issue_view(session, issue, settings)
+        view = read_issue_view(session, issue, settings, web=web)
     rendered = compile_issue_variant(view, variant, settings)
     with _cache_lock:
         _views[view_key] = view

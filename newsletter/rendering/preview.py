@@ -51,7 +51,7 @@ def render_preview(
             f"unknown topic {unknown[0]!r}; see `newsletter topics` for the valid slugs"
         )
     contents = load_issue_contents(session, issue)
-    variant = variant_for(topics, issue_topic_slugs(contents.entries))
+    variant = variant_for(topics, issue_topic_slugs(contents.email_entries))
     rendered = render_issue_variant(session, issue, variant, settings)
     return Preview(
         issue=issue,

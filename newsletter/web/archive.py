@@ -158,7 +158,7 @@ def issue_page(request: Request, month: str) -> HTMLResponse:
         unknown = unknown_topics(session, chosen) if chosen else []
         if unknown:
             return bad_topics_page(request, unknown)
-        view = cached_issue_view(session, issue, settings)
+        view = cached_issue_view(session, issue, settings, web=True)
         variant = ""
         if chosen:
             variant = variant_for(chosen, {s for e in view.entries for s in (e.section, *e.topics)})
