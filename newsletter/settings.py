@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     require_approval: bool = False
     editors: str = ""  # comma-separated addresses that get the test copy in approval mode
     paper_search_url: str = DEFAULT_PAPER_SEARCH_URL
+    # -- issue 14: the editor's desk (/admin) --
+    session_hours: float = Field(default=12, gt=0, le=24 * 30)  # a desk session's lifetime
+    sign_in_link_minutes: float = Field(default=15, gt=0, le=24 * 60)  # mailed link validity
+    # how often the clock looks for an issue an editor scheduled (or approved) that is due
+    schedule_check_seconds: float = Field(default=30, ge=1)
 
     @field_validator("database_url")
     @classmethod
