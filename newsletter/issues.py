@@ -206,7 +206,8 @@ def compose_issue(
     it; when anything changed (papers, sections, order, subject) the revision is bumped, so
     renders cached for the old revision are never reused, and an approved issue goes back to
     draft. A locked issue is never changed (`NewsletterError`). A month with nothing to list
-    raises `EmptyMonthError` and creates nothing.
+    raises `EmptyMonthError` and creates nothing. A draft an editor curated on the desk
+    (`Issue.curated`) is left as the editor made it.
     """
     month = parse_month(month)
     subject = " ".join(f"{title} — {month_label(month)}".split())  # never a CR/LF in a header
@@ -219,6 +220,12 @@ def compose_issue(
     if issue is not None and issue.status not in COMPOSABLE_STATUSES:
         raise NewsletterError(
             f"issue {month} is {issue.status}; a {issue.status} issue is never changed"
+        )
+    if issue is not None and issue.curated:
+        # An editor shaped this draft on the desk: keep it (the desk can recompose on request).
+        listed = session.exec(select(IssuePaper).where(IssuePaper.issue_id == issue.id)).all()
+        return ComposeResult(
+            issue, False, False, 0, 0, sum(1 for ip in listed if ip.late), len(listed)
         )
     candidates = _candidates(session, issue.id if issue else None, month, late_window_months)
     if not candidates:

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from markupsafe import Markup
 from sqlmodel import Session, select
 
 from newsletter.issues import IssueContents, IssueEntry, load_issue_contents, month_label
@@ -20,6 +21,7 @@ from newsletter.models import Issue, Paper, Topic
 from newsletter.papers.links import paper_link
 from newsletter.rendering.message import RenderedEmail, header_safe
 from newsletter.rendering.message import _segments as _segments_cache
+from newsletter.rendering.note import note_html, note_text
 from newsletter.rendering.recipients import _signed_links
 from newsletter.rendering.templates import TEMPLATE_VERSION, render_email_parts
 from newsletter.rendering.variants import EVERYTHING, NO_MATCH, parse_variant
@@ -57,6 +59,9 @@ class IssueView:
     subject: str
     entries: tuple[EntryView, ...]
     topic_names: dict[str, str]  # slug -> name, in taxonomy order
+    note_html: str = ""  # the editor's note, sanitised (rendering.note)
+    note_text: str = ""
+    lead: PaperView | None = None  # the editor's pick, shown first in every variant
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,8 @@ def _names(names: list[str]) -> str:
 
 def issue_view(contents: IssueContents, topics: dict[str, Topic], settings: Settings) -> IssueView:
     names = {slug: topic.name for slug, topic in topics.items()}
+    lead_id = contents.issue.lead_paper_id
+    lead = next((e for e in contents.entries if e.paper.id == lead_id), None)
     return IssueView(
         month=contents.issue.month,
         subject=issue_subject(contents.issue, settings),
@@ -128,8 +135,12 @@ def issue_view(contents: IssueContents, topics: dict[str, Topic], settings: Sett
                 paper=_paper_view(e, names.get(e.section, e.section), settings),
             )
             for e in contents.entries
+            if e is not lead
         ),
         topic_names=names,
+        note_html=note_html(contents.issue.editor_note),
+        note_text=note_text(contents.issue.editor_note),
+        lead=_paper_view(lead, names.get(lead.section, lead.section), settings) if lead else None,
     )
 
 
@@ -156,8 +167,9 @@ def build_context(view: IssueView, variant: str, settings: Settings) -> dict[str
         SectionView(slug=s, name=name_of(s), papers=tuple(main[s]))
         for s in sorted(main, key=lambda s: order.get(s, len(order)))
     ]
-    n_main = sum(len(s.papers) for s in sections)
-    n_all = len(view.entries)
+    lead_count = 1 if view.lead else 0
+    n_main = sum(len(s.papers) for s in sections) + lead_count
+    n_all = len(view.entries) + lead_count
     label = month_label(view.month)
     chosen_names = [name_of(s) for s in sorted(chosen, key=lambda s: order.get(s, len(order)))]
 
@@ -192,6 +204,9 @@ def build_context(view: IssueView, variant: str, settings: Settings) -> dict[str
         "no_match": variant == NO_MATCH,
         "sections": sections,
         "also": also,
+        "note_html": Markup(view.note_html),  # sanitised by rendering.note
+        "note_text": view.note_text,
+        "lead": view.lead,
         "footer": {
             "reason": (
                 f"You receive this email because {placeholder('email')} subscribed to "
