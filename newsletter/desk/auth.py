@@ -172,3 +172,42 @@ def csrf_token(settings: Settings, session_secret: str) -> str:
 
 def csrf_ok(settings: Settings, editor: Editor, token: str) -> bool:
     return bool(token) and hmac.compare_digest(token.encode(), editor.csrf_token(settings).encode())
+
+
+def mail_sign_in_link(settings: Settings, email: str, url: str) -> bool:
+    """Send the link; True when the transport took it (failures are logged, never shown, so
+    the page answers the same whatever happened)."""
+    import html as html_lib
+    import logging
+
+    from newsletter.transports import get_transport
+    from newsletter.transports.base import Batch, Outcome, Recipient
+
+    minutes = f"{settings.sign_in_link_minutes:g}"
+    text = (
+        f"Sign in to the editor's desk of {settings.title}:\n\n{url}\n\n"
+        f"The link works once, for {minutes} minutes. If you did not ask for it, ignore this "
+        "email: nobody can sign in without it.\n"
+    )
+    body = (
+        f"<p>Sign in to the editor's desk of {html_lib.escape(settings.title)}:</p>"
+        f'<p><a href="{html_lib.escape(url, quote=True)}">Sign in to the desk</a></p>'
+        f"<p>The link works once, for {minutes} minutes. If you did not ask for it, ignore "
+        "this email: nobody can sign in without it.</p>"
+    )
+    batch = Batch(
+        subject=f"Sign in to the desk · {settings.title}",
+        html=body,
+        text=text,
+        recipients=[Recipient(email=email)],
+        from_addr=settings.from_,
+    )
+    transport = get_transport(settings)
+    try:
+        result = transport.send_batch(batch)[0]
+    finally:
+        transport.close()
+    if result.outcome != Outcome.SENT:
+        logging.getLogger(__name__).warning("sign-in link not sent: %s", result.error)
+        return False
+    return True
