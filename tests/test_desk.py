@@ -469,3 +469,22 @@ def test_paper_upload_same_messages_as_the_cli(client, engine, tmp_path) -> None
     )
     assert resp.status_code == 200 and "1 added" in resp.text
     assert "A paper" in client.get("/admin/papers?month=2026-05").text
+
+
+def test_monthly_job_leaves_an_issue_scheduled_for_later(desk, engine) -> None:
+    from newsletter.scheduler import SCHEDULED_SEND_JOB_ID, build_clock, run_monthly_job
+
+    with_issue(engine)
+    subscribe(engine, 1)
+    now = datetime.now(UTC)
+    with Session(engine) as session:
+        release.schedule(session, MONTH, now + timedelta(days=2), "someone")
+        session.commit()
+    outcome = run_monthly_job(engine, desk, month=MONTH, scheduled_for=now, now=now)
+    assert outcome.outcome == "scheduled" and outcome.ok
+    with Session(engine) as session:
+        assert session.exec(select(Delivery)).all() == []
+    import threading
+
+    clock = build_clock(engine, desk, threading.Event())
+    assert clock.get_job(SCHEDULED_SEND_JOB_ID) is not None
