@@ -437,7 +437,10 @@ def test_subscribers_search_change_suppress_erase_export(client, engine) -> None
         url + "/erase", data={"confirm_email": "reader1@example.org", "csrf_token": csrf}
     )
     assert right.status_code == 303
-    csv_text = client.get("/admin/subscribers/export.csv").text
+    assert client.post("/admin/subscribers/export.csv").status_code == 403  # no CSRF token
+    export = client.post("/admin/subscribers/export.csv", data={"csrf_token": csrf})
+    assert export.headers["content-disposition"] == 'attachment; filename="subscribers.csv"'
+    csv_text = export.text
     assert csv_text.splitlines()[0].startswith("email") and "reader1" not in csv_text
     with Session(engine) as session:
         entries = session.exec(select(AuditEntry)).all()

@@ -7,6 +7,8 @@ the link, because mail scanners open every link they see.
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
@@ -95,7 +97,7 @@ async def request_link(request: Request, settings: Settings = Depends(require_de
     if editor is not None:
         with session_scope(request.app.state.engine) as session:
             secret = auth.create_sign_in_link(session, settings, editor)
-        url = f"{settings.base_url}/admin/sign-in/{secret}?next={target}"
+        url = f"{settings.base_url}/admin/sign-in/{secret}?next={quote(target, safe='/')}"
         auth.mail_sign_in_link(settings, editor, url)
     return desk_page(request, None, "sign_in_sent.html", minutes=settings.sign_in_link_minutes)
 
