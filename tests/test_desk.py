@@ -215,12 +215,17 @@ def test_editing_a_draft_bumps_revision_and_the_email_follows(client, desk, engi
     clear_render_cache()
     csrf = sign_in(client)
     with Session(engine) as session:
-        issue = session.exec(select(Issue)).one()
+        issue = session.exec(select(Issue).where(Issue.month == MONTH)).one()
         rows = session.exec(
             select(IssuePaper).where(IssuePaper.issue_id == issue.id).order_by(IssuePaper.paper_id)
         ).all()
         ids = [r.paper_id for r in rows]
         start = issue.revision
+        june = Issue(month="2026-06")  # a later draft listing the same paper as a late arrival
+        session.add(june)
+        session.flush()
+        session.add(IssuePaper(issue_id=june.id, paper_id=ids[0], topic_slug="general", late=True))
+        session.commit()
     base = f"/admin/issues/{MONTH}"
 
     def post(path: str, **data) -> None:
@@ -240,10 +245,12 @@ def test_editing_a_draft_bumps_revision_and_the_email_follows(client, desk, engi
     assert "This month&#39;s pick" in email or "This month's pick" in email
     assert "A clearer summary." in email
     with Session(engine) as session:
-        issue = session.exec(select(Issue)).one()
+        issue = session.exec(select(Issue).where(Issue.month == MONTH)).one()
         dropped = session.get(Paper, ids[5])
         assert issue.subject == "May's best papers"  # never a CR/LF in a header
         assert issue.revision == start + 5 and issue.curated
+        later = session.exec(select(Issue).where(Issue.month == "2026-06")).one()
+        assert later.revision == 2  # its renders of the edited paper are stale too
         assert session.get(IssuePaper, (issue.id, ids[5])) is None
         assert dropped.title not in email
         # The monthly job's recompose leaves the editor's draft as it is.
@@ -252,7 +259,7 @@ def test_editing_a_draft_bumps_revision_and_the_email_follows(client, desk, engi
         session.commit()
     post("/papers/add", paper_id=str(ids[5]))
     with Session(engine) as session:
-        issue = session.exec(select(Issue)).one()
+        issue = session.exec(select(Issue).where(Issue.month == MONTH)).one()
         assert session.get(IssuePaper, (issue.id, ids[5])) is not None
         actions = [a.action for a in session.exec(select(AuditEntry).order_by(AuditEntry.id))]
     assert actions == [

@@ -8,7 +8,7 @@ to the paper list marks the draft curated, so the monthly job's recompose keeps 
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func
+from sqlalchemy import delete, func, update
 from sqlmodel import Session, select
 
 from newsletter.desk import audit
@@ -149,6 +149,17 @@ def edit_paper(
         notes.append(f"topics {', '.join(before) or '-'} -> {', '.join(chosen)}")
     paper.updated_at = utcnow()
     session.add(paper)
+    # Another draft listing the same paper (a late arrival) must not keep a stale render.
+    session.execute(
+        update(Issue)
+        .where(
+            Issue.id != issue.id,
+            Issue.status.in_([str(s) for s in COMPOSABLE_STATUSES]),
+            Issue.id.in_(select(IssuePaper.issue_id).where(IssuePaper.paper_id == paper_id)),
+        )
+        .values(revision=Issue.revision + 1)
+        .execution_options(synchronize_session=False)
+    )
     session.flush()
     section = _sections(session, [paper_id])[paper_id]
     moved = section != listing.topic_slug
