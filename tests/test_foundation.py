@@ -144,7 +144,7 @@ def test_cli_init_twice_and_topics(tmp_path) -> None:
         capture_output=True,
         text=True,
     )
-    assert "revision 0001" in run("init").stdout
+    assert "revision 0004" in run("init").stdout
     assert "nothing to do" in run("init").stdout
     out = run("topics")
     assert out.returncode == 0 and out.stdout.splitlines()[0].startswith("optimization")
