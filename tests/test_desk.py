@@ -16,8 +16,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlmodel import Session, select
 
+from newsletter.delivery import preview_plan
 from newsletter.delivery.feedback import record_sendgrid_events
 from newsletter.desk import release
+from newsletter.desk.previews import audience_by_variant
 from newsletter.issues import compose_issue
 from newsletter.models import AuditEntry, Delivery, EditorSignIn, Issue, IssuePaper, JobRun, Paper
 from newsletter.papers.store import import_paths
@@ -283,16 +285,27 @@ def test_editing_a_draft_bumps_revision_and_the_email_follows(client, desk, engi
 def test_preview_shows_variant_sizes_and_subscriber_counts(client, engine) -> None:
     with_issue(engine)
     with Session(engine) as session:
-        for i, topics in enumerate((["optimization"], ["optimization"], [])):
+        sets = (
+            ["optimization"],
+            ["optimization"],
+            [],
+            ["generative-models"],  # not in this issue: the "none of your topics" variant
+            ["transformers", "optimization", "generative-models"],
+        )
+        for i, topics in enumerate(sets):
             lifecycle.add_confirmed(
                 session,
                 f"p{i}@example.org",
                 topics,
-                known_topics={"optimization"},
+                known_topics={"optimization", "transformers", "generative-models"},
                 consent_text_version="test",
                 source="cli",
             )
         session.commit()
+    with Session(engine) as session:
+        issue = session.exec(select(Issue)).one()
+        assert len(audience_by_variant(session, issue)) == 4
+        assert audience_by_variant(session, issue) == preview_plan(session, issue).variants
     sign_in(client)
     page = client.get(f"/admin/issues/{MONTH}/preview?topics=optimization").text
     assert 'id="frame-desktop"' in page and 'id="frame-mobile"' in page
