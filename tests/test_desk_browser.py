@@ -97,6 +97,10 @@ def test_editor_walks_the_desk(browser: Browser, desk_site) -> None:  # noqa: F8
     base_url, engine, settings = desk_site
     context = browser.new_context()
     page = context.new_page()
+    # Two cores shared with the rest of the suite: a cold MJML compile or a PostgreSQL
+    # round trip may take longer than Playwright's default 5 s.
+    page.set_default_timeout(20_000)
+    expect.set_options(timeout=20_000)
     violations = csp_violations(page)
 
     # Sign in: ask for a link, read it in the local outbox, use it.
@@ -164,7 +168,7 @@ def test_editor_walks_the_desk(browser: Browser, desk_site) -> None:  # noqa: F8
     # Schedule it for now; the clock starts it; the page follows the send to its end.
     page.get_by_role("button", name="Schedule").click()
     expect(page.get_by_role("status").first).to_have_text("Scheduled.")
-    expect(page.locator('#progress [data-field="status"]')).to_have_text("sent", timeout=30_000)
+    expect(page.locator('#progress [data-field="status"]')).to_have_text("sent", timeout=60_000)
     expect(page.locator('#progress [data-field="sent"]')).to_have_text(str(READERS))
     readers = [to for to, subject in outbox_subjects(settings) if to.startswith("reader")]
     assert len(readers) == READERS
