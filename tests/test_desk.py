@@ -406,6 +406,13 @@ def test_approve_pause_resume_and_missed_schedule(client, desk, engine) -> None:
     assert client.post(base + "/pause", data={"csrf_token": csrf}).status_code == 303
     with Session(engine) as session:
         assert session.exec(select(Issue)).one().status == "paused"
+    # A schedule older than the send does not resume it; an editor's resume does.
+    with Session(engine) as session:
+        issue = session.exec(select(Issue)).one()
+        issue.scheduled_for = issue.send_started_at - timedelta(minutes=5)
+        session.add(issue)
+        session.commit()
+    assert release.send_due_issues(engine, desk, deliver_here=True) == []
     assert client.post(base + "/resume", data={"csrf_token": csrf}).status_code == 303
     assert release.send_due_issues(engine, desk, deliver_here=True) == [f"{MONTH}: sent"]
     assert len([m for m in mails(desk) if m["To"].startswith("reader")]) == 2

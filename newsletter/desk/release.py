@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import and_, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -31,7 +31,6 @@ from subscribers.models import utcnow
 
 SCHEDULED_JOB = "scheduled-send"
 RELEASABLE = (IssueStatus.DRAFT, IssueStatus.APPROVED, IssueStatus.MISSED)
-DUE_STATUSES = (*RELEASABLE, IssueStatus.PAUSED)
 PAUSED_BY_EDITOR = "paused by an editor"
 
 
@@ -201,7 +200,15 @@ def send_due_issues(
             select(Issue.id, Issue.month, Issue.status, Issue.scheduled_for).where(
                 Issue.scheduled_for.is_not(None),
                 Issue.scheduled_for <= now,
-                Issue.status.in_([str(s) for s in DUE_STATUSES]),
+                or_(
+                    Issue.status.in_([str(s) for s in RELEASABLE]),
+                    # A paused send resumes only on a time set after it started (an editor's
+                    # resume), never on a schedule that predates it (sent by hand since).
+                    and_(
+                        Issue.status == str(IssueStatus.PAUSED),
+                        Issue.scheduled_for > Issue.send_started_at,
+                    ),
+                ),
             )
         ).all()
     outcomes = []
