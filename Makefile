@@ -43,6 +43,7 @@ lock:
 # http://127.0.0.1:8000/outbox.
 run: export NEWSLETTER_POSTAL_ADDRESS ?= ML Foundations demo, 1 Example Street, Nowhere
 run: export NEWSLETTER_BASE_URL ?= http://$(HOST):$(PORT)
+run: export NEWSLETTER_EDITORS ?= editor@example.org
 run: $(STAMP)
 	$(BIN)/newsletter init
 	$(BIN)/newsletter papers import newsletter/data/sample_papers.yaml

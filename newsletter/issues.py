@@ -195,6 +195,11 @@ def _topics_by_paper(session: Session, paper_ids: list[int]) -> dict[int, list[s
     }
 
 
+def paper_section(session: Session, paper_id: int) -> str:
+    """The section a paper is listed under: its first topic in taxonomy order."""
+    return _topics_by_paper(session, [paper_id])[paper_id][0]
+
+
 def _plan(
     session: Session,
     candidates: list[tuple[Paper, bool]],
@@ -269,7 +274,8 @@ def compose_issue(
 
     `max_papers` and `max_per_topic` cap what the email shows (`NEWSLETTER_MAX_PAPERS`,
     `NEWSLETTER_MAX_PAPERS_PER_TOPIC`): every candidate is still listed, ranked, and those
-    past the caps appear on the web version only.
+    past the caps appear on the web version only. A draft an editor
+    curated on the desk (`Issue.curated`) is left as the editor made it.
     """
     month = parse_month(month)
     subject = " ".join(f"{title} — {month_label(month)}".split())  # never a CR/LF in a header
@@ -282,6 +288,12 @@ def compose_issue(
     if issue is not None and issue.status not in COMPOSABLE_STATUSES:
         raise NewsletterError(
             f"issue {month} is {issue.status}; a {issue.status} issue is never changed"
+        )
+    if issue is not None and issue.curated:
+        # An editor shaped this draft on the desk: keep it (the desk can recompose on request).
+        listed = session.exec(select(IssuePaper).where(IssuePaper.issue_id == issue.id)).all()
+        return ComposeResult(
+            issue, False, False, 0, 0, sum(1 for ip in listed if ip.late), len(listed)
         )
     candidates = _candidates(session, issue.id if issue else None, month, late_window_months)
     if not candidates:

@@ -101,6 +101,15 @@ class Issue(SQLModel, table=True):
     approved_at: datetime | None = Field(default=None, sa_column=_ts())
     send_started_at: datetime | None = Field(default=None, sa_column=_ts())
     sent_at: datetime | None = Field(default=None, sa_column=_ts())
+    # The editor's desk (issue 14): a note above the papers (Markdown), a lead paper shown
+    # first, a time the clock releases it, and whether a person shaped the paper list (a
+    # curated draft is not recomposed automatically, so an edit is never silently undone).
+    editor_note: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    lead_paper_id: int | None = Field(
+        default=None, sa_column=_fk("paper.id", nullable=True, ondelete="SET NULL")
+    )
+    scheduled_for: datetime | None = Field(default=None, sa_column=_ts())
+    curated: bool = Field(default=False)
 
 
 class IssuePaper(SQLModel, table=True):
@@ -180,3 +189,42 @@ class JobRun(SQLModel, table=True):
     finished_at: datetime | None = Field(default=None, sa_column=_ts())
     outcome: str = Field(default="running", max_length=32)  # sent, empty, missed, failed, ...
     message: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+class AuditEntry(SQLModel, table=True):
+    """One editor action: who, when, what (the desk's audit log)."""
+
+    __tablename__ = "audit_entry"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=_ts(False))
+    actor: str = Field(max_length=320)
+    action: str = Field(max_length=64, index=True)
+    target: str = Field(default="", max_length=200)
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+class EditorSignIn(SQLModel, table=True):
+    """A mailed single-use sign-in link; only the SHA-256 of its secret is kept."""
+
+    __tablename__ = "editor_sign_in"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    email: str = Field(max_length=320)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(False))
+    expires_at: datetime = Field(sa_column=_ts(False))
+    used_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class EditorSession(SQLModel, table=True):
+    """A signed-in editor's session; the cookie holds its secret, the table its hash."""
+
+    __tablename__ = "editor_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    email: str = Field(max_length=320)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(False))
+    expires_at: datetime = Field(sa_column=_ts(False))
+    revoked_at: datetime | None = Field(default=None, sa_column=_ts())

@@ -37,20 +37,28 @@ log = logging.getLogger("newsletter.clock")
 
 MONTHLY_JOB_ID = "monthly-issue"
 FETCH_JOB_ID = "fetch-sources"
+SCHEDULED_SEND_JOB_ID = "scheduled-send"
 FINAL_OR_RUNNING = {IssueStatus.SENDING, IssueStatus.SENT, IssueStatus.PAUSED}
 
 
 @dataclass(frozen=True)
 class JobOutcome:
     month: str
-    # sent, sending, empty, missed, awaiting-approval, already-started, busy, failed,
-    # source-failed (a source kept failing: the draft waits for a person)
+    # sent, sending, empty, missed, awaiting-approval, scheduled, already-started, busy,
+    # failed, source-failed (a source kept failing: the draft waits for a person)
     outcome: str
     message: str
 
     @property
     def ok(self) -> bool:
-        return self.outcome in {"sent", "sending", "awaiting-approval", "already-started", "busy"}
+        return self.outcome in {
+            "sent",
+            "sending",
+            "awaiting-approval",
+            "scheduled",
+            "already-started",
+            "busy",
+        }
 
 
 def previous_month(moment: datetime) -> str:
@@ -139,11 +147,13 @@ def start_send(
     transport: Transport | None = None,
     stop: threading.Event | None = None,
     deliver_here: bool | None = None,
+    resume: bool = False,
 ) -> JobOutcome | None:
     """Move the issue to `sending` (exactly one caller wins), plan, and deliver if no worker will.
 
     Returns None when another process already started this issue. With the embedded SQLite
     default no separate worker runs, so the caller delivers; with PostgreSQL, workers drain.
+    `resume` also restarts a paused or missed issue (a person asked for it).
     """
     from newsletter.delivery import (
         begin_sending,
@@ -159,7 +169,7 @@ def start_send(
         deliver_here = settings.is_sqlite
     with session_scope(engine) as session:
         issue = session.exec(select(Issue).where(Issue.month == month)).one()
-        if not begin_sending(session, issue):
+        if not begin_sending(session, issue, resume=resume):
             return None
         if not deliver_here:
             plan = plan_deliveries(session, issue, settings)
@@ -249,6 +259,14 @@ def _run_locked(
             run,
             "already-started",
             f"issue {month} is {issue.status}; see `newsletter issue status {month}`",
+        )
+    if issue.scheduled_for is not None and _as_utc(issue.scheduled_for) > now:
+        return _record(
+            engine,
+            run,
+            "scheduled",
+            f"an editor scheduled {month} for {_as_utc(issue.scheduled_for):%Y-%m-%d %H:%M} UTC; "
+            "the clock sends it then",
         )
     if missed:
         hours = late_by.total_seconds() / 3600
@@ -494,6 +512,19 @@ def build_clock(
         misfire_grace_time=int(settings.send_cutoff_hours * 3600) or 1,
     )
     add_bounce_job(scheduler, engine, settings)
+    from newsletter.desk.release import send_due_issues  # issue 14: the desk's schedules
+
+    scheduler.add_job(
+        send_due_issues,
+        "interval",
+        seconds=settings.schedule_check_seconds,
+        kwargs={"engine": engine, "settings": settings, "stop": stop},
+        id=SCHEDULED_SEND_JOB_ID,
+        name="send issues an editor scheduled or approved",
+        replace_existing=True,
+        coalesce=True,
+        max_instances=1,
+    )
     return scheduler
 
 

@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     trusted_proxies: str = "127.0.0.1,::1"  # uvicorn forwarded_allow_ips; "*" trusts all
     webhook_max_age_seconds: int = Field(default=600, ge=1)
 
+    # -- issue 14: the editor's desk (/admin) --
+    session_hours: float = Field(default=12, gt=0, le=24 * 30)  # a desk session's lifetime
+    sign_in_link_minutes: float = Field(default=15, gt=0, le=24 * 60)  # mailed link validity
+    # how often the clock looks for an issue an editor scheduled (or approved) that is due
+    schedule_check_seconds: float = Field(default=30, ge=1)
+
     @field_validator("database_url")
     @classmethod
     def _normalise_database_url(cls, value: str) -> str:

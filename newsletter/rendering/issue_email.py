@@ -13,6 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from markupsafe import Markup
 from sqlmodel import Session, select
 
 from newsletter.issues import IssueContents, IssueEntry, load_issue_contents, month_label
@@ -21,6 +22,7 @@ from newsletter.papers.links import paper_link
 from newsletter.papers.summaries import email_summary
 from newsletter.rendering.message import RenderedEmail, header_safe
 from newsletter.rendering.message import _segments as _segments_cache
+from newsletter.rendering.note import note_html, note_text
 from newsletter.rendering.recipients import _signed_links, without_markers
 from newsletter.rendering.templates import TEMPLATE_VERSION, render_email_parts
 from newsletter.rendering.variants import EVERYTHING, NO_MATCH, parse_variant
@@ -59,6 +61,9 @@ class IssueView:
     entries: tuple[EntryView, ...]
     topic_names: dict[str, str]  # slug -> name, in taxonomy order
     more_on_web: int = 0  # papers past the caps: listed on the web version, not in the email
+    note_html: str = ""  # the editor's note, sanitised (rendering.note)
+    note_text: str = ""
+    lead: PaperView | None = None  # the editor's pick, shown first in every variant
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,10 @@ def issue_view(
 ) -> IssueView:
     """The email's view lists the papers within the caps; the web version (`web`) all."""
     names = {slug: topic.name for slug, topic in topics.items()}
-    shown = [e for e in contents.entries if web or e.in_email]
+    lead_id = contents.issue.lead_paper_id
+    lead = next((e for e in contents.entries if e.paper.id == lead_id), None)
+    # The editor's pick is shown even when the caps would leave it to the web version.
+    shown = [e for e in contents.entries if (web or e.in_email) and e is not lead]
     return IssueView(
         month=contents.issue.month,
         subject=issue_subject(contents.issue, settings),
@@ -137,7 +145,10 @@ def issue_view(
             for e in shown
         ),
         topic_names=names,
-        more_on_web=len(contents.entries) - len(shown),
+        more_on_web=len(contents.entries) - len(shown) - (1 if lead else 0),
+        note_html=note_html(contents.issue.editor_note),
+        note_text=note_text(contents.issue.editor_note),
+        lead=_paper_view(lead, names.get(lead.section, lead.section), settings) if lead else None,
     )
 
 
@@ -195,12 +206,14 @@ def build_context(
         SectionView(slug=s, name=name_of(s), papers=tuple(main[s]))
         for s in sorted(main, key=lambda s: order.get(s, len(order)))
     ]
-    n_main = sum(len(s.papers) for s in sections)
-    n_all = len(view.entries)
-    main_papers = [p for s in sections for p in s.papers]
-    all_papers = [e.paper for e in view.entries]
+    lead = [view.lead] if view.lead else []
+    n_main = sum(len(s.papers) for s in sections) + len(lead)
+    n_all = len(view.entries) + len(lead)
+    main_papers = lead + [p for s in sections for p in s.papers]
+    all_papers = lead + [e.paper for e in view.entries]
     more: list[PaperView] = []
-    if full_limit is not None and full_limit < n_main:
+    # The lead always stays in full; the budget trims the sections' papers.
+    if full_limit is not None and full_limit < n_main - len(lead):
         sections, more = _trim(sections, full_limit)
     label = month_label(view.month)
     chosen_names = [name_of(s) for s in sorted(chosen, key=lambda s: order.get(s, len(order)))]
@@ -238,6 +251,9 @@ def build_context(
         "more": more,
         "also": also,
         "more_on_web": view.more_on_web,
+        "note_html": Markup(view.note_html),  # sanitised by rendering.note
+        "note_text": view.note_text,
+        "lead": view.lead,
         "footer": {
             "reason": (
                 f"You receive this email because {placeholder('email')} subscribed to "

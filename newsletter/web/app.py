@@ -10,7 +10,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from newsletter.db import get_engine, ping
 from newsletter.settings import REPO_ROOT, Settings
-from newsletter.web import archive, outbox_viewer, preview, public, subscription, webhooks
+from newsletter.web import (
+    admin,
+    archive,
+    outbox_viewer,
+    preview,
+    public,
+    subscription,
+    webhooks,
+)
 from newsletter.web.pages import error_page
 from newsletter.web.ratelimit import ClientRateLimiter
 from newsletter.web.request_guards import BodySizeLimitMiddleware, HostCheckMiddleware
@@ -63,6 +71,7 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
     app.include_router(archive.router)
     app.include_router(preview.router)
     app.include_router(webhooks.router)
+    app.include_router(admin.router)
     app.state.local_outbox = outbox_viewer.outbox_enabled(settings) and is_loopback(bind_host or "")
     if app.state.local_outbox:
         app.include_router(outbox_viewer.router)

@@ -1,7 +1,7 @@
 """issue_paper: which listed papers the email shows, and their ranking score
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0004
 Create Date: 2026-11-29 21:10:00
 
 Big months list more papers than an email should carry; the rest appear only on the web
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005"
-down_revision: str | None = "0002"
+down_revision: str | None = "0004"
 branch_labels: Sequence[str] | None = None
 depends_on: Sequence[str] | None = None
 

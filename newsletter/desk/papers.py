@@ -1,0 +1,53 @@
+"""Papers on the desk: months with counts, and importing an uploaded file exactly as
+`newsletter papers import` does (same validation, same messages, all or nothing)."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from newsletter.db import session_scope
+from newsletter.desk import audit
+from newsletter.models import Paper
+from newsletter.papers.store import FileImportReport, import_paths
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+
+
+def months(session: Session) -> list[tuple[str, int]]:
+    """(YYYY-MM, papers) newest first."""
+    rows = session.exec(
+        select(Paper.month, func.count()).group_by(Paper.month).order_by(Paper.month.desc())
+    ).all()
+    return [(m, int(n)) for m, n in rows]
+
+
+def _safe_name(filename: str) -> str:
+    name = Path(filename or "upload").name
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:100] or "upload"
+
+
+def import_upload(
+    engine: Engine, filename: str, data: bytes, fmt: str, actor: str
+) -> FileImportReport:
+    """Import one uploaded file under its own name (so messages name it as the CLI would)."""
+    with tempfile.TemporaryDirectory(prefix="newsletter-upload-") as tmp:
+        path = Path(tmp) / _safe_name(filename)
+        path.write_bytes(data)
+        report = import_paths(engine, [path], fmt)[0]
+    report.file = Path(path.name)
+    if report.error is not None:
+        report.error = report.error.located(file=path.name)
+    with session_scope(engine) as session:
+        outcome = (
+            f"failed: {report.error}"
+            if report.error
+            else f"{report.added} added, {report.updated} updated, {report.skipped} unchanged"
+        )
+        audit.record(session, actor, "papers.import", path.name, outcome[:2000])
+    return report

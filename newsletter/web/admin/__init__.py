@@ -1,0 +1,10 @@
+"""The editor's desk under `/admin`: thin routes over `newsletter.desk`."""
+
+from fastapi import APIRouter
+
+from newsletter.web.admin import audience, issues, signin
+
+router = APIRouter()
+router.include_router(signin.router)
+router.include_router(issues.router)
+router.include_router(audience.router)

@@ -1,0 +1,399 @@
+"""The issue pages of the desk: list, draft editing, preview, release, progress, report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from sqlmodel import Session, col, select
+
+from newsletter import audience
+from newsletter.db import session_scope
+from newsletter.delivery import issue_status
+from newsletter.desk import audit, editing, previews, release
+from newsletter.desk.auth import Editor
+from newsletter.desk.report import send_report
+from newsletter.errors import NewsletterError
+from newsletter.issues import COMPOSABLE_STATUSES, MONTH_RE, compose_issue, load_issue_contents
+from newsletter.models import Issue, IssueStatus, JobRun
+from newsletter.rendering import personalize, preview_substitutions, render_issue_variant
+from newsletter.rendering.note import note_html
+from newsletter.settings import Settings
+from newsletter.web.admin.guard import Posted, back_to, current_editor, desk_page, posted
+from newsletter.web.archive import parse_topics
+from newsletter.web.security import EMAIL_FRAME_HEADERS
+
+router = APIRouter()
+DONE = {
+    "subject": "Subject saved.",
+    "note": "Editor's note saved.",
+    "lead": "Lead paper saved.",
+    "paper": "Paper saved.",
+    "drop": "Paper dropped from this issue.",
+    "move": "Order saved.",
+    "add": "Paper added.",
+    "recompose": "Draft composed again from the papers.",
+    "test": "Test copy sent.",
+    "approve": "Approved: the clock starts the send within a minute.",
+    "schedule": "Scheduled.",
+    "cancel": "Schedule cancelled; the issue is a draft again.",
+    "pause": "Paused. Nobody gets the issue twice when it resumes.",
+    "resume": "Resuming: the clock picks it up within a minute.",
+    "compose": "Draft composed.",
+}
+
+
+def _month(month: str) -> str:
+    if not MONTH_RE.match(month):
+        raise HTTPException(404)
+    return month
+
+
+def _issue_or_404(session: Session, month: str) -> Issue:
+    issue = session.exec(select(Issue).where(Issue.month == _month(month))).first()
+    if issue is None:
+        raise HTTPException(404)
+    return issue
+
+
+@router.get("/admin/issues", response_class=HTMLResponse)
+def issue_list(request: Request, editor: Editor = Depends(current_editor)) -> HTMLResponse:
+    return _issue_list(request, editor)
+
+
+def _issue_list(
+    request: Request, editor: Editor, error: str = "", status_code: int = 200
+) -> HTMLResponse:
+    engine = request.app.state.engine
+    with Session(engine) as session:
+        issues = session.exec(select(Issue).order_by(col(Issue.month).desc())).all()
+        counts = {i.month: issue_status(session, i.month, problem_limit=0).counts for i in issues}
+        runs = session.exec(
+            select(JobRun).where(JobRun.job != "clock").order_by(col(JobRun.id).desc()).limit(30)
+        ).all()
+    return desk_page(
+        request,
+        editor,
+        "issues.html",
+        status_code,
+        issues=issues,
+        counts=counts,
+        runs=runs,
+        error=error,
+        notice=DONE.get(request.query_params.get("done", ""), ""),
+    )
+
+
+@router.post("/admin/issues/compose", response_class=HTMLResponse)
+def compose(request: Request, post: Posted = Depends(posted)) -> Response:
+    settings: Settings = request.app.state.settings
+    month = post.get("month").strip()
+    try:
+        with session_scope(request.app.state.engine) as session:
+            result = compose_issue(session, month, settings.title)
+            audit.record(
+                session, post.editor.email, "issue.compose", month, f"{result.total} papers"
+            )
+    except NewsletterError as exc:
+        return _issue_list(request, post.editor, str(exc), 400)
+    return back_to(f"/admin/issues/{month}?done=compose")
+
+
+def _issue_page(
+    request: Request, editor: Editor, month: str, *, error: str = "", status_code: int = 200
+) -> HTMLResponse:
+    settings: Settings = request.app.state.settings
+    engine = request.app.state.engine
+    with Session(engine) as session:
+        issue = _issue_or_404(session, month)
+        contents = load_issue_contents(session, issue)
+        catalog = audience.topic_catalog(session)
+        editable = issue.status in COMPOSABLE_STATUSES
+        addable = editing.addable_papers(session, month) if editable else []
+        runs = session.exec(
+            select(JobRun).where(JobRun.month == month).order_by(col(JobRun.id).desc()).limit(20)
+        ).all()
+    progress = release.progress(engine, month)
+    return desk_page(
+        request,
+        editor,
+        "issue.html",
+        status_code,
+        issue=issue,
+        entries=contents.entries,
+        topics=catalog,
+        topic_names={t.slug: t.name for t in catalog},
+        editable=editable,
+        addable=addable,
+        runs=runs,
+        progress=progress,
+        note_preview=note_html(issue.editor_note),
+        editors=settings.editor_emails,
+        error=error,
+        notice=DONE.get(request.query_params.get("done", ""), ""),
+        now=datetime.now(UTC),
+    )
+
+
+@router.get("/admin/issues/{month}", response_class=HTMLResponse)
+def issue_page(
+    request: Request, month: str, editor: Editor = Depends(current_editor)
+) -> HTMLResponse:
+    return _issue_page(request, editor, _month(month))
+
+
+def _act(
+    request: Request, post: Posted, month: str, done: str, action: Callable[[Session], object]
+) -> Response:
+    """Run one desk function in a transaction; on a refusal show the page with the reason."""
+    month = _month(month)
+    try:
+        with session_scope(request.app.state.engine) as session:
+            action(session)
+    except NewsletterError as exc:
+        return _issue_page(request, post.editor, month, error=str(exc), status_code=400)
+    return back_to(f"/admin/issues/{month}?done={done}")
+
+
+def _int(value: str, what: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise NewsletterError(f"{what} must be a number") from None
+
+
+@router.post("/admin/issues/{month}/subject", response_class=HTMLResponse)
+def edit_subject(request: Request, month: str, post: Posted = Depends(posted)) -> Response:
+    return _act(
+        request,
+        post,
+        month,
+        "subject",
+        lambda s: editing.set_subject(s, month, post.get("subject"), post.editor.email),
+    )
+
+
+@router.post("/admin/issues/{month}/note", response_class=HTMLResponse)
+def edit_note(request: Request, month: str, post: Posted = Depends(posted)) -> Response:
+    return _act(
+        request,
+        post,
+        month,
+        "note",
+        lambda s: editing.set_note(s, month, post.get("note"), post.editor.email),
+    )
+
+
+@router.post("/admin/issues/{month}/lead", response_class=HTMLResponse)
+def edit_lead(request: Request, month: str, post: Posted = Depends(posted)) -> Response:
+    def act(session: Session) -> None:
+        raw = post.get("paper_id")
+        editing.set_lead(session, month, _int(raw, "paper") if raw else None, post.editor.email)
+
+    return _act(request, post, month, "lead", act)
+
+
+@router.post("/admin/issues/{month}/papers/add", response_class=HTMLResponse)
+def add_paper(request: Request, month: str, post: Posted = Depends(posted)) -> Response:
+    return _act(
+        request,
+        post,
+        month,
+        "add",
+        lambda s: editing.add_paper(
+            s, month, _int(post.get("paper_id"), "paper"), post.editor.email
+        ),
+    )
+
+
+@router.post("/admin/issues/{month}/papers/{paper_id}", response_class=HTMLResponse)
+def edit_paper(
+    request: Request, month: str, paper_id: int, post: Posted = Depends(posted)
+) -> Response:
+    topics = [str(t) for t in post.form.getlist("topics")]
+    return _act(
+        request,
+        post,
+        month,
+        "paper",
+        lambda s: editing.edit_paper(
+            s, month, paper_id, post.get("summary"), topics, post.editor.email
+        ),
+    )
+
+
+@router.post("/admin/issues/{month}/papers/{paper_id}/drop", response_class=HTMLResponse)
+def drop_paper(
+    request: Request, month: str, paper_id: int, post: Posted = Depends(posted)
+) -> Response:
+    return _act(
+        request,
+        post,
+        month,
+        "drop",
+        lambda s: editing.drop_paper(s, month, paper_id, post.editor.email),
+    )
+
+
+@router.post("/admin/issues/{month}/papers/{paper_id}/move", response_class=HTMLResponse)
+def move_paper(
+    request: Request, month: str, paper_id: int, post: Posted = Depends(posted)
+) -> Response:
+    step = -1 if post.get("direction") == "up" else 1
+    return _act(
+        request,
+        post,
+        month,
+        "move",
+        lambda s: editing.move_paper(s, month, paper_id, step, post.editor.email),
+    )
+
+
+@router.post("/admin/issues/{month}/recompose", response_class=HTMLResponse)
+def recompose(request: Request, month: str, post: Posted = Depends(posted)) -> Response:
+    title = request.app.state.settings.title
+    return _act(
+        request,
+        post,
+        month,
+        "recompose",
+        lambda s: editing.recompose(s, month, title, post.editor.email),
+    )
+
+
+@router.post("/admin/issues/{month}/test", response_class=HTMLResponse)
+def send_test(request: Request, month: str, post: Posted = Depends(posted)) -> Response:
+    month = _month(month)
+    try:
+        release.send_test(
+            request.app.state.engine,
+            request.app.state.settings,
+            month,
+            post.get("email"),
+            post.editor.email,
+        )
+    except NewsletterError as exc:
+        return _issue_page(request, post.editor, month, error=str(exc), status_code=400)
+    return back_to(f"/admin/issues/{month}?done=test")
+
+
+@router.post("/admin/issues/{month}/approve", response_class=HTMLResponse)
+def approve(request: Request, month: str, post: Posted = Depends(posted)) -> Response:
+    return _act(
+        request, post, month, "approve", lambda s: release.approve_now(s, month, post.editor.email)
+    )
+
+
+def _parse_when(value: str) -> datetime:
+    """`YYYY-MM-DDTHH:MM` from a datetime-local input, read as UTC (the page says so)."""
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise NewsletterError(f"{value!r} is not a date and time like 2026-12-01T09:00") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@router.post("/admin/issues/{month}/schedule", response_class=HTMLResponse)
+def schedule(request: Request, month: str, post: Posted = Depends(posted)) -> Response:
+    return _act(
+        request,
+        post,
+        month,
+        "schedule",
+        lambda s: release.schedule(s, month, _parse_when(post.get("when")), post.editor.email),
+    )
+
+
+@router.post("/admin/issues/{month}/cancel-schedule", response_class=HTMLResponse)
+def cancel_schedule(request: Request, month: str, post: Posted = Depends(posted)) -> Response:
+    return _act(
+        request,
+        post,
+        month,
+        "cancel",
+        lambda s: release.cancel_schedule(s, month, post.editor.email),
+    )
+
+
+@router.post("/admin/issues/{month}/pause", response_class=HTMLResponse)
+def pause(request: Request, month: str, post: Posted = Depends(posted)) -> Response:
+    return _act(request, post, month, "pause", lambda s: release.pause(s, month, post.editor.email))
+
+
+@router.post("/admin/issues/{month}/resume", response_class=HTMLResponse)
+def resume(request: Request, month: str, post: Posted = Depends(posted)) -> Response:
+    return _act(
+        request, post, month, "resume", lambda s: release.resume(s, month, post.editor.email)
+    )
+
+
+@router.get("/admin/issues/{month}/progress.json")
+def progress_json(
+    request: Request, month: str, editor: Editor = Depends(current_editor)
+) -> JSONResponse:
+    with Session(request.app.state.engine) as session:
+        _issue_or_404(session, month)
+    return JSONResponse(release.progress(request.app.state.engine, month).as_dict())
+
+
+@router.get("/admin/issues/{month}/preview", response_class=HTMLResponse)
+def preview(request: Request, month: str, editor: Editor = Depends(current_editor)) -> HTMLResponse:
+    settings: Settings = request.app.state.settings
+    topics = parse_topics(request.query_params.getlist("topics"))
+    with Session(request.app.state.engine) as session:
+        issue = _issue_or_404(session, month)
+        catalog = audience.topic_catalog(session)
+        known = {t.slug for t in catalog}
+        bad = [t for t in topics if t not in known]
+        if bad:
+            raise HTTPException(400, f"Unknown topic {bad[0]!r}.")
+        names = {t.slug: t.name for t in catalog}
+        variant = previews.variant_of(session, issue, topics)
+        rows = previews.variant_rows(session, issue, settings, names, [variant])
+    query = urlencode({"topics": ",".join(topics)}) if topics else ""
+    return desk_page(
+        request,
+        editor,
+        "preview.html",
+        issue=issue,
+        topics=catalog,
+        chosen=set(topics),
+        variant=variant,
+        variant_label=previews.variant_label(variant, names),
+        rows=rows,
+        frame_src=f"/admin/issues/{month}/email" + (f"?{query}" if query else ""),
+    )
+
+
+@router.get("/admin/issues/{month}/email", response_class=HTMLResponse)
+def email(request: Request, month: str, editor: Editor = Depends(current_editor)) -> HTMLResponse:
+    """The email alone, for the preview frames (our own pages may frame it)."""
+    settings: Settings = request.app.state.settings
+    topics = parse_topics(request.query_params.getlist("topics"))
+    with Session(request.app.state.engine) as session:
+        issue = _issue_or_404(session, month)
+        try:
+            variant = previews.variant_of(session, issue, topics)
+            rendered = render_issue_variant(session, issue, variant, settings)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        html = personalize(rendered, preview_substitutions(settings, issue, variant)).html
+    return HTMLResponse(html, headers=EMAIL_FRAME_HEADERS)
+
+
+@router.get("/admin/issues/{month}/report", response_class=HTMLResponse)
+def report(request: Request, month: str, editor: Editor = Depends(current_editor)) -> HTMLResponse:
+    with Session(request.app.state.engine) as session:
+        issue = _issue_or_404(session, month)
+        page = send_report(session, month)
+    return desk_page(
+        request,
+        editor,
+        "report.html",
+        issue=issue,
+        report=page,
+        sending=issue.status == IssueStatus.SENDING,
+    )

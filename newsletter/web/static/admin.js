@@ -1,0 +1,28 @@
+// Live progress of a send on the issue page: polls the progress endpoint while the issue is
+// scheduled or sending, and reloads the page when the send ends or pauses.
+(function () {
+  "use strict";
+  var box = document.getElementById("progress");
+  if (!box) { return; }
+  function update(data) {
+    Object.keys(data).forEach(function (key) {
+      var el = box.querySelector('[data-field="' + key + '"]');
+      if (el) { el.textContent = key === "rate" ? Number(data[key]).toFixed(1) : data[key]; }
+    });
+    var bar = box.querySelector("progress");
+    if (bar) { bar.max = data.total || 1; bar.value = data.total - data.left; }
+  }
+  function waiting(data) { return data.status === "sending" || Boolean(data.scheduled_for); }
+  function poll() {
+    fetch(box.dataset.url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (data) {
+        if (!data) { setTimeout(poll, 3000); return; }
+        update(data);
+        if (waiting(data)) { setTimeout(poll, 1000); }
+        else if (data.status !== box.dataset.status) { window.location.reload(); }
+      })
+      .catch(function () { setTimeout(poll, 3000); });
+  }
+  if (box.dataset.status === "sending" || box.dataset.scheduled) { poll(); }
+})();
