@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     require_approval: bool = False
     editors: str = ""  # comma-separated addresses that get the test copy in approval mode
     paper_search_url: str = DEFAULT_PAPER_SEARCH_URL
+    # issue 13: how long a claimed batch is leased; renewed every third of it while in
+    # flight, so only a dead sender's batch outlives it (and is then recorded `unknown`)
+    send_lease_seconds: float = Field(default=600, gt=0)
 
     @field_validator("database_url")
     @classmethod
