@@ -138,10 +138,11 @@ def claim_batch(
             updated_at=now,
         )
         if dialect == "postgresql":
-            pick = pick.with_for_update(skip_locked=True)
-            claim = claim.where(
-                _D.c.id.in_(pick.scalar_subquery()), _S.c.id == _D.c.subscriber_id
-            ).returning(
+            # `id = ANY(ARRAY(subquery))`: the picked ids become one array, looked up by
+            # primary key. As `id IN (subquery)` or a CTE join, PostgreSQL hashes the whole
+            # table for every claim, which grows with the list.
+            picked = func.array(pick.with_for_update(skip_locked=True).scalar_subquery())
+            claim = claim.where(_D.c.id == any_(picked), _S.c.id == _D.c.subscriber_id).returning(
                 _D.c.id, _D.c.attempts, _S.c.id, _S.c.email, _S.c.token_version, _S.c.status
             )
         else:  # SQLite's RETURNING cannot name a joined table; subqueries it can

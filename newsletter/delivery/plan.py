@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, case, func, literal, select, update
+from sqlalchemy import ColumnElement, case, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
@@ -24,6 +24,7 @@ from subscribers.models import Subscriber, SubscriberStatus, SubscriberTopic, ut
 # While planning runs the issue is already `sending`; this reason tells workers that the list
 # of deliveries is not complete yet, so none of them declares the issue sent too early.
 PLANNING_REASON = "planning deliveries"
+ANALYZE_AFTER = 10_000  # planned rows that make PostgreSQL's statistics stale
 _D = Delivery.__table__  # type: ignore[attr-defined]
 _S = Subscriber.__table__  # type: ignore[attr-defined]
 
@@ -142,8 +143,10 @@ def preview_plan(session: Session, issue: Issue) -> PlanReport:
 def plan_deliveries(session: Session, issue: Issue, settings: Settings) -> PlanReport:
     """Insert one pending Delivery per active subscriber not yet planned; commits.
 
-    One `INSERT … SELECT`: the database computes each subscriber's variant and skips people
-    already planned, so memory stays flat in the list size and planning again is a no-op.
+    One `INSERT … SELECT`: the database computes each subscriber's variant and the unique
+    key skips people already planned, so memory stays flat in the list size and planning
+    again writes nothing. (No anti-join against `delivery`: PostgreSQL, believing the table
+    empty, would rescan the rows this very statement is adding once per subscriber.)
     `settings` is part of the contract so planning can grow per-send rules (e.g. a test
     audience) without changing callers.
     """
@@ -159,7 +162,7 @@ def plan_deliveries(session: Session, issue: Issue, settings: Settings) -> PlanR
         literal(""),
         literal(""),
         literal(now, type_=_D.c.updated_at.type),
-    ).where(_ACTIVE, _not_planned(issue))
+    ).where(_ACTIVE)
     columns = [
         "issue_id",
         "subscriber_id",
@@ -180,6 +183,9 @@ def plan_deliveries(session: Session, issue: Issue, settings: Settings) -> PlanR
         .execution_options(preserve_rowcount=True)
     )
     planned = session.execute(stmt).rowcount
+    if dialect == "postgresql" and planned >= ANALYZE_AFTER:
+        # Fresh statistics, so claims use the claim index rather than scanning sent rows.
+        session.execute(text("ANALYZE delivery"))
     session.execute(
         update(Issue)
         .where(Issue.id == issue.id, Issue.status_reason == PLANNING_REASON)
