@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import socket
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -197,21 +197,23 @@ def renew_leases(engine: Engine, issue_id: int, worker_id: str, lease_seconds: f
         return result.rowcount or 0
 
 
-@dataclass(frozen=True)
-class Outcome:
-    delivery_id: int
+class OutcomeKind(NamedTuple):
+    """What is written to every delivery that shares an outcome."""
+
     status: str  # a DeliveryStatus value
     message_id: str = ""
     error: str = ""
     not_before: datetime | None = None  # for a retry: do not claim again before this
 
 
-def record_outcomes(engine: Engine, worker_id: str, outcomes: Sequence[Outcome]) -> None:
-    """Store each delivery's outcome and release its lease, in one transaction.
+def record_outcomes(
+    engine: Engine, worker_id: str, outcomes: Mapping[OutcomeKind, Sequence[int]]
+) -> None:
+    """Store outcomes (kind -> delivery ids) and release the leases, in one transaction.
 
-    Rows that share an outcome (a batch's request has one message id, one error, one retry
-    time) are written by one UPDATE each; what stays single (SMTP's per-message ids) goes
-    in one executemany. Only rows this worker still holds (or that were declared unknown
+    Set-based: one UPDATE per kind (a batch's request has one message id, one error, one
+    retry time), whatever the batch size; kinds of one row each (SMTP's per-message ids)
+    go in one executemany. Only rows this worker still holds (or that were declared unknown
     after its lease ran out) are written, so a late answer can still turn an `unknown` into
     the truth.
     """
@@ -219,43 +221,28 @@ def record_outcomes(engine: Engine, worker_id: str, outcomes: Sequence[Outcome])
         return
     now = utcnow()
     dialect = engine.dialect.name
-    groups: dict[tuple[str, str, str, datetime | None], list[int]] = {}
-    for o in outcomes:
-        key = (o.status, o.message_id[:200], o.error[:2000], o.not_before)
-        groups.setdefault(key, []).append(o.delivery_id)
     held = (
         _D.c.claimed_by == worker_id,
         or_(_D.c.status == CLAIMED, _D.c.status == str(DeliveryStatus.UNKNOWN)),
     )
+    sent = str(DeliveryStatus.SENT)
     singles = []
     with session_scope(engine) as session:
-        for (status, message_id, error, not_before), ids in groups.items():
-            sent_at = now if status == str(DeliveryStatus.SENT) else None
+        for kind, ids in outcomes.items():
+            values = {
+                "status": kind.status,
+                "provider_message_id": kind.message_id[:200],
+                "error": kind.error[:2000],
+                "lease_until": kind.not_before,
+                "sent_at": now if kind.status == sent else None,
+            }
             if len(ids) == 1:
-                singles.append(
-                    {
-                        "b_id": ids[0],
-                        "b_status": status,
-                        "b_message_id": message_id,
-                        "b_error": error,
-                        "b_lease": not_before,
-                        "b_sent_at": sent_at,
-                    }
-                )
+                singles.append({"b_id": ids[0], **{f"b_{k}": v for k, v in values.items()}})
                 continue
             session.execute(
                 update(_D)
                 .where(_ids_in(_D.c.id, ids, dialect), *held)
-                .values(
-                    status=status,
-                    provider_message_id=message_id,
-                    error=error,
-                    lease_until=not_before,
-                    sent_at=sent_at,
-                    attempts=_D.c.attempts + 1,
-                    claimed_by="",
-                    updated_at=now,
-                )
+                .values(**values, attempts=_D.c.attempts + 1, claimed_by="", updated_at=now)
             )
         if singles:
             session.execute(
@@ -263,9 +250,9 @@ def record_outcomes(engine: Engine, worker_id: str, outcomes: Sequence[Outcome])
                 .where(_D.c.id == bindparam("b_id"), *held)
                 .values(
                     status=bindparam("b_status"),
-                    provider_message_id=bindparam("b_message_id"),
+                    provider_message_id=bindparam("b_provider_message_id"),
                     error=bindparam("b_error"),
-                    lease_until=bindparam("b_lease"),
+                    lease_until=bindparam("b_lease_until"),
                     sent_at=bindparam("b_sent_at"),
                     attempts=_D.c.attempts + 1,
                     claimed_by="",

@@ -66,6 +66,8 @@ _STATUS_OF = {
     Outcome.UNKNOWN: str(DeliveryStatus.UNKNOWN),
     Outcome.RETRY: str(DeliveryStatus.PENDING),
 }
+_OUTCOME_OF = {status: outcome for outcome, status in _STATUS_OF.items()}
+RETRY = Outcome.RETRY
 
 
 @dataclass(frozen=True)
@@ -317,12 +319,15 @@ class IssueRun:
         self._record(batch, results)
 
     def _record(self, batch: store.ClaimedBatch, results: list[RecipientResult]) -> None:
-        by_id = {r.delivery_id: r for r in results if r.delivery_id is not None}
-        paired = [
-            (d, by_id.get(d.id, fallback))
-            for d, fallback in zip(batch.deliveries, results, strict=False)
-        ]
-        retried = [(d, r) for d, r in paired if r.outcome is Outcome.RETRY]
+        deliveries = batch.deliveries
+        # Transports answer in batch order; match by delivery id only if one did not.
+        in_order = len(results) == len(deliveries) and all(
+            r.delivery_id in (None, d.id) for d, r in zip(deliveries, results, strict=True)
+        )
+        if not in_order:
+            by_id = {r.delivery_id: r for r in results if r.delivery_id is not None}
+            results = [by_id.get(d.id, r) for d, r in zip(deliveries, results, strict=False)]
+        retried = [(d, r) for d, r in zip(deliveries, results, strict=False) if r.outcome is RETRY]
         retry_after: float | None = None
         not_before = None
         if retried:
@@ -332,22 +337,34 @@ class IssueRun:
             retry_after = max(hints) if hints else None
             attempt = max(d.attempts for d, _ in retried) + 1
             not_before = utcnow() + timedelta(seconds=self.policy.delay(attempt, retry_after))
-        outcomes: list[store.Outcome] = []
+        # Recipients sharing an outcome (a request has one message id, one error) are
+        # recorded together: one UPDATE per kind, not one per recipient.
+        groups: dict[store.OutcomeKind, list[int]] = {}
         tally: Counter[str] = Counter()
         last_error = ""
-        for d, r in paired:
-            status = _STATUS_OF[r.outcome]
-            wait = not_before if r.outcome is Outcome.RETRY else None
-            if r.error:
-                last_error = r.error
-            outcomes.append(store.Outcome(d.id, status, r.message_id, r.error, wait))
-            tally[r.outcome] += 1
-        for d in batch.deliveries[len(results) :]:  # a transport that answered short
-            outcomes.append(
-                store.Outcome(d.id, str(DeliveryStatus.UNKNOWN), error="no result from transport")
+        for d, r in zip(deliveries, results, strict=False):
+            kind = store.OutcomeKind(
+                _STATUS_OF[r.outcome],
+                r.message_id,
+                r.error,
+                not_before if r.outcome is RETRY else None,
             )
-            tally[Outcome.UNKNOWN] += 1
-        store.record_outcomes(self.engine, self.worker_id, outcomes)
+            ids = groups.get(kind)
+            if ids is None:
+                groups[kind] = ids = []
+                if r.error:
+                    last_error = r.error
+            ids.append(d.id)
+        for kind, ids in groups.items():
+            tally[_OUTCOME_OF[kind.status]] += len(ids)
+        short = deliveries[len(results) :]  # a transport that answered short
+        if short:
+            unknown = store.OutcomeKind(
+                str(DeliveryStatus.UNKNOWN), error="no result from transport"
+            )
+            groups.setdefault(unknown, []).extend(d.id for d in short)
+            tally[Outcome.UNKNOWN] += len(short)
+        store.record_outcomes(self.engine, self.worker_id, groups)
         if retry_after:
             self.limiter.hold(retry_after)
         with self._lock:
