@@ -185,13 +185,13 @@ def test_a_batch_wide_400_is_not_split(engine, session, settings) -> None:
 
 
 def test_a_lease_outlives_a_slow_request(engine, session, settings) -> None:
-    """With a 0.6 s lease and a provider that takes 2 s, another worker looking for abandoned
+    """With a 1 s lease and a provider that takes 2.5 s, another worker looking for abandoned
     batches the whole time finds none: the lease is renewed while the batch is in flight."""
     topics = issue_topics(session)
     seed_issue(session, MONTH, topics)
     seed_subscribers(session, 20, [()])
     short = settings.model_copy(
-        update={"batch_size": 20, "send_concurrency": 1, "send_lease_seconds": 0.6}
+        update={"batch_size": 20, "send_concurrency": 1, "send_lease_seconds": 1.0}
     )
     issue_id = session.execute(select(Issue.id).where(Issue.month == MONTH)).scalar_one()
     session.rollback()
@@ -203,7 +203,7 @@ def test_a_lease_outlives_a_slow_request(engine, session, settings) -> None:
             recovered.append(store.recover_abandoned(engine, issue_id))
             time.sleep(0.1)
 
-    with FakeSendgrid(KEY, latency=2.0) as fake:
+    with FakeSendgrid(KEY, latency=2.5) as fake:
         watcher = threading.Thread(target=other_worker)
         watcher.start()
         try:
@@ -222,11 +222,11 @@ def test_a_lease_that_is_not_renewed_ends_unknown(engine, session, settings) -> 
     seed_subscribers(session, 10, [()])
     assert begin_sending(session, issue)
     plan_deliveries(session, issue, settings)
-    held = store.claim_batch(engine, issue.id, "elsewhere:1:x", 10, lease_seconds=0.3)
-    assert held is not None
-    assert store.renew_leases(engine, issue.id, "elsewhere:1:x", 0.3) == 10
-    assert store.recover_abandoned(engine, issue.id) == 0  # renewed: still alive
-    time.sleep(0.4)
+    held = store.claim_batch(engine, issue.id, "elsewhere:1:x", 10, lease_seconds=-1)
+    assert held is not None  # its lease has already run out ...
+    assert store.renew_leases(engine, issue.id, "elsewhere:1:x", 60) == 10
+    assert store.recover_abandoned(engine, issue.id) == 0  # ... but it was renewed in time
+    store.renew_leases(engine, issue.id, "elsewhere:1:x", -1)  # the last beat, then silence
     assert store.recover_abandoned(engine, issue.id) == 10
     assert {s for s, _ in _outcomes(session).values()} == {"unknown"}
 
