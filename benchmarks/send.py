@@ -1,24 +1,44 @@
-"""Sending 100,000 subscribers over 20 variants, side by side with a no-op transport and the
-naive per-subscriber loop, in one process.
+"""Sending an issue to a large list, side by side with the physical limit (raw HTTP of the
+same request bodies), a no-op transport, several workers and the naive per-subscriber loop.
 
-    .venv/bin/python benchmarks/send.py [--subscribers 100000] [--naive 1000] [--latency 0.1]
+    .venv/bin/python benchmarks/send.py [--subscribers 100000] [--variants 20] [--latency 0.1]
+        [--postgres] [--workers 2] [--naive 1000] [--raw-bodies 100]
 
-(a) pipeline: plan, render once per variant, batches of 1,000 through the SendGrid transport
-    to the fake SendGrid server (real HTTP on 127.0.0.1) answering after `--latency` seconds;
-(b) the same pipeline with a transport that sends nothing (the floor of DB + rendering work);
-(c) the naive loop (what arxiv-sanity-lite does): per subscriber, a full Jinja + MJML render
+Every measured step runs in a fresh process (so its peak RSS is its own), on its own copy
+of one seeded database (SQLite files, or PostgreSQL databases made from a template):
+
+(a) plan, then one `newsletter worker` pass (`drain`: render once per variant, batches of
+    1,000 through the SendGrid transport) to the fake SendGrid server, which runs in its
+    own process and answers after `--latency` seconds; the pass is timed;
+(b) raw HTTP: the same kind of bodies (built beforehand from the sent issue's deliveries,
+    the first `--raw-bodies` of them reused in turn), POSTed on as many keep-alive
+    connections as the pipeline keeps in flight to the same server: the physical limit;
+(c) planning alone, then planning again (a no-op);
+(d) one `newsletter worker` pass (`drain`) with a transport that sends nothing: the cost of
+    claiming, personalising and recording, per worker process;
+(e) the same with `--workers` worker processes at once (PostgreSQL only);
+(f) the naive loop (what arxiv-sanity-lite does): per subscriber a full Jinja + MJML render
     and one API request; measured on `--naive` subscribers and scaled to the full list.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
+import multiprocessing
 import resource
 import shutil
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
+from itertools import cycle
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -27,40 +47,12 @@ from sqlmodel import Session  # noqa: E402
 
 from newsletter.bootstrap import init_database  # noqa: E402
 from newsletter.db import dispose_engines, make_engine  # noqa: E402
-from newsletter.delivery import send_issue  # noqa: E402
-from newsletter.issues import load_issue_contents  # noqa: E402
-from newsletter.models import Issue  # noqa: E402
-from newsletter.rendering import (  # noqa: E402
-    clear_render_cache,
-    issue_topic_slugs,
-    recipient_headers,
-    recipient_substitutions,
-    variant_for,
-)
-from newsletter.rendering.issue_email import (  # noqa: E402
-    compile_issue_variant,
-    read_issue_view,
-)
-from newsletter.settings import load_settings  # noqa: E402
-from newsletter.testing.fake_sendgrid import FakeSendgrid  # noqa: E402
-from newsletter.testing.sample_send import (  # noqa: E402
-    issue_topics,
-    seed_issue,
-    seed_subscribers,
-    topic_sets,
-)
-from newsletter.transports.base import (  # noqa: E402
-    Batch,
-    Outcome,
-    Recipient,
-    RecipientResult,
-    substitute,
-)
-from newsletter.transports.sendgrid import SendgridTransport  # noqa: E402
-from subscribers.models import Subscriber, SubscriberTopic  # noqa: E402
+from newsletter.transports.base import Batch, Outcome, RecipientResult  # noqa: E402
 
 KEY = "SG.bench-key"
 MONTH = "2026-04"
+BATCH = 1000
+CONCURRENCY = 4
 
 
 class NoopTransport:
@@ -86,6 +78,22 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def settings_for(root: str, url: str, **kw: object):
+    from newsletter.settings import load_settings
+
+    return load_settings(
+        var_dir=Path(root) / "var",
+        database_url=url,
+        secret_key="bench-secret-key-0123456789",
+        postal_address="1 Benchmark Road, Testville",
+        batch_size=BATCH,
+        send_concurrency=CONCURRENCY,
+        _env_file=None,
+        **kw,
+    )
+
+
+# -- the database copies ---------------------------------------------------------------
 class Databases:
     """A seeded template database and fresh copies of it: SQLite files, or PostgreSQL
     databases created from a template in a throwaway cluster."""
@@ -119,13 +127,34 @@ class Databases:
         dispose_engines()
         return self._create(name, "template")
 
+    def drop(self, url: str) -> None:
+        """Free the disk of a copy that is no longer needed (1M rows are ~1 GB each)."""
+        if self.cluster is None:
+            Path(url.removeprefix("sqlite:///")).unlink(missing_ok=True)
+            return
+        import psycopg
+
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect(
+            f"host=127.0.0.1 port={self.cluster.port} user=postgres dbname=postgres",
+            autocommit=True,
+        ) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
     def close(self) -> None:
         dispose_engines()
         if self.cluster is not None:
             self.cluster.stop()
 
 
-def build_template(url: str, subscribers: int, variants: int) -> str:
+def build_template(url: str, subscribers: int, variants: int) -> dict[str, float]:
+    from newsletter.testing.sample_send import (
+        issue_topics,
+        seed_issue,
+        seed_subscribers,
+        topic_sets,
+    )
+
     engine = make_engine(url)
     init_database(engine)
     with Session(engine) as session:
@@ -133,51 +162,226 @@ def build_template(url: str, subscribers: int, variants: int) -> str:
         seed_issue(session, MONTH, topics, per_topic=3)
         seed_subscribers(session, subscribers, topic_sets(topics, variants))
     engine.dispose()
-    return url
+    if url.startswith("postgresql"):
+        import psycopg
+
+        with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
+            conn.autocommit = True
+            conn.execute("VACUUM ANALYZE")
+    return {"rss": peak_rss_mb()}
 
 
-def settings_for(root: Path, url: str, **kw: object):
-    return load_settings(
-        var_dir=root / "var",
-        database_url=url,
-        secret_key="bench-secret-key-0123456789",
-        postal_address="1 Benchmark Road, Testville",
-        batch_size=1000,
-        send_concurrency=4,
-        _env_file=None,
-        **kw,
-    )
+# -- the fake SendGrid server, in its own process ------------------------------------------
+def serve_fake(conn: Connection, latency: float) -> None:
+    from newsletter.testing.fake_sendgrid import FakeSendgrid
+
+    with FakeSendgrid(KEY, latency=latency, record=False) as fake:
+        conn.send(fake.url)
+        while (command := conn.recv()) != "stop":
+            if command == "count":
+                conn.send((fake.state.accepted_count, fake.state.answers[202]))
+            elif command == "reset":
+                fake.reset()
+                conn.send(True)
 
 
-def run_pipeline(root: Path, dbs: Databases, name: str, transport) -> dict[str, float]:
-    settings = settings_for(root, dbs.copy(name))
-    engine = make_engine(settings.database_url)
-    clear_render_cache()
+class FakeProcess:
+    def __init__(self, latency: float) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=serve_fake, args=(child, latency), daemon=True)
+        self.process.start()
+        self.url: str = self.conn.recv()
+
+    def counts(self) -> tuple[int, int]:
+        self.conn.send("count")
+        return self.conn.recv()
+
+    def reset(self) -> None:
+        self.conn.send("reset")
+        self.conn.recv()
+
+    def stop(self) -> None:
+        self.conn.send("stop")
+        self.process.join(10)
+
+
+# -- the measured steps (each in a fresh process) -------------------------------------------
+def step_send(root: str, url: str, fake_url: str) -> dict[str, float]:
+    """Plan, then one worker pass through the SendGrid transport (timed apart)."""
+    from newsletter.delivery import begin_sending, drain, new_worker_id, plan_deliveries
+    from newsletter.models import Issue
+    from newsletter.transports.sendgrid import SendgridTransport
+
+    settings = settings_for(root, url)
+    engine = make_engine(url)
     started = time.perf_counter()
-    report = send_issue(engine, settings, MONTH, transport=transport)
-    elapsed = time.perf_counter() - started
-    engine.dispose()
-    assert report.issue_status == "sent", report
+    with Session(engine, expire_on_commit=False) as session:
+        issue = session.execute(select(Issue).where(Issue.month == MONTH)).scalar_one()
+        assert begin_sending(session, issue)
+        plan = plan_deliveries(session, issue, settings)
+    planned = time.perf_counter()
+    transport = SendgridTransport(KEY, fake_url)
+    done = drain(
+        engine, settings, worker_id=new_worker_id(), stop=threading.Event(), transport=transport
+    )
+    finished = time.perf_counter()
+    assert done == plan.planned, (done, plan)
     return {
-        "recipients": report.run.sent,
-        "seconds": elapsed,
+        "seconds": finished - planned,
+        "plan": planned - started,
+        "recipients": done,
         "requests": transport.requests,
-        "variants": len(report.plan.variants) if report.plan else 0,
+        "variants": len(plan.variants),
         "rss": peak_rss_mb(),
     }
 
 
-def run_naive(root: Path, dbs: Databases, fake: FakeSendgrid, count: int) -> dict[str, float]:
+def step_plan(root: str, url: str) -> dict[str, float]:
+    from newsletter.delivery import begin_sending, plan_deliveries
+    from newsletter.models import Issue
+
+    settings = settings_for(root, url)
+    engine = make_engine(url)
+    with Session(engine, expire_on_commit=False) as session:
+        issue = session.execute(select(Issue).where(Issue.month == MONTH)).scalar_one()
+        assert begin_sending(session, issue)
+        started = time.perf_counter()
+        first = plan_deliveries(session, issue, settings)
+        plan_s = time.perf_counter() - started
+        started = time.perf_counter()
+        again = plan_deliveries(session, issue, settings)
+        replan_s = time.perf_counter() - started
+    assert again.planned == 0 and again.already_planned == first.planned
+    return {
+        "seconds": plan_s,
+        "replan": replan_s,
+        "recipients": first.planned,
+        "rss": peak_rss_mb(),
+    }
+
+
+def step_drain(root: str, url: str) -> dict[str, float]:
+    from newsletter.delivery import drain, new_worker_id
+
+    settings = settings_for(root, url)
+    engine = make_engine(url)
+    transport = NoopTransport()
+    stop = threading.Event()
+    start = time.time()
+    done = drain(engine, settings, worker_id=new_worker_id(), stop=stop, transport=transport)
+    end = time.time()
+    return {"start": start, "end": end, "recipients": done, "rss": peak_rss_mb()}
+
+
+def build_bodies(root: str, url: str, limit: int) -> list[bytes]:
+    """Request bodies of the sent issue, built the pipeline's way, not timed."""
+    from newsletter.models import Delivery, Issue
+    from newsletter.rendering import RecipientFields, list_headers, render_issue_variant
+    from newsletter.transports.base import Recipient
+    from newsletter.transports.sendgrid import sendgrid_payload
+    from subscribers.models import Subscriber
+
+    settings = settings_for(root, url)
+    engine = make_engine(url)
+    bodies: list[bytes] = []
+    with Session(engine) as session:
+        issue = session.execute(select(Issue).where(Issue.month == MONTH)).scalar_one()
+        variants = session.execute(select(Delivery.variant).distinct()).scalars().all()
+        for variant in sorted(variants):
+            rendered = render_issue_variant(session, issue, variant, settings)
+            fields = RecipientFields(settings, issue, variant)
+            rows = session.execute(
+                select(Delivery.id, Subscriber.id, Subscriber.email, Subscriber.token_version)
+                .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+                .where(Delivery.variant == variant)
+                .order_by(Delivery.id)
+                .limit(BATCH)
+            ).all()
+            recipients = []
+            for delivery_id, sid, email, version in rows:
+                subs, headers = fields(sid, version, email)
+                recipients.append(Recipient(email, subs, headers, delivery_id))
+            batch = Batch(
+                subject=rendered.subject,
+                html=rendered.html,
+                text=rendered.text,
+                recipients=recipients,
+                from_addr=settings.from_,
+                headers=list_headers(settings),
+                categories=(MONTH,),
+            )
+            bodies.append(json.dumps(sendgrid_payload(batch)).encode())
+            if len(bodies) >= limit:
+                break
+    return bodies
+
+
+def step_raw_http(root: str, url: str, fake_url: str, requests: int, limit: int) -> dict:
+    """POST `requests` bodies on CONCURRENCY keep-alive connections: nothing but the wire."""
+    bodies = build_bodies(root, url, limit)
+    host = urlsplit(fake_url)
+    pending = cycle(bodies)
+    lock = threading.Lock()
+    left = [requests]
+    sizes: list[int] = []
+
+    def sender() -> None:
+        conn = http.client.HTTPConnection(host.hostname, host.port, timeout=60)
+        headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+        while True:
+            with lock:
+                if left[0] == 0:
+                    break
+                left[0] -= 1
+                body = next(pending)
+            conn.request("POST", "/v3/mail/send", body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 202, response.status
+            sizes.append(len(body))
+        conn.close()
+
+    threads = [threading.Thread(target=sender) for _ in range(CONCURRENCY)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {
+        "seconds": time.perf_counter() - started,
+        "mean_body_mb": sum(sizes) / len(sizes) / 1e6,
+        "rss": peak_rss_mb(),
+    }
+
+
+def step_naive(root: str, url: str, fake_url: str, count: int) -> dict[str, float]:
     """Per subscriber: full render + one request, sequentially (arxiv-sanity-lite's loop)."""
-    settings = settings_for(root, dbs.copy("naive"))
-    engine = make_engine(settings.database_url)
-    transport = SendgridTransport(KEY, fake.url)
+    from newsletter.issues import load_issue_contents
+    from newsletter.models import Issue
+    from newsletter.rendering import (
+        issue_topic_slugs,
+        recipient_headers,
+        recipient_substitutions,
+        variant_for,
+    )
+    from newsletter.rendering.issue_email import compile_issue_variant, read_issue_view
+    from newsletter.transports.base import Recipient, substitute
+    from newsletter.transports.sendgrid import SendgridTransport
+    from subscribers.models import Subscriber, SubscriberTopic
+
+    settings = settings_for(root, url)
+    engine = make_engine(url)
+    transport = SendgridTransport(KEY, fake_url)
     with Session(engine) as session:
         issue = session.execute(select(Issue).where(Issue.month == MONTH)).scalar_one()
         people = list(session.execute(select(Subscriber).limit(count)).scalars())
+        ids = [p.id for p in people]
         chosen: dict[int, list[str]] = {}
         for sid, slug in session.execute(
-            select(SubscriberTopic.subscriber_id, SubscriberTopic.topic_slug)
+            select(SubscriberTopic.subscriber_id, SubscriberTopic.topic_slug).where(
+                SubscriberTopic.subscriber_id.in_(ids)
+            )
         ):
             chosen.setdefault(sid, []).append(slug)
         started = time.perf_counter()
@@ -197,13 +401,20 @@ def run_naive(root: Path, dbs: Databases, fake: FakeSendgrid, count: int) -> dic
             result = transport.send_batch(batch)[0]
             assert result.outcome is Outcome.SENT, result
         elapsed = time.perf_counter() - started
-    engine.dispose()
-    return {
-        "recipients": len(people),
-        "seconds": elapsed,
-        "requests": transport.requests,
-        "rss": peak_rss_mb(),
-    }
+    return {"seconds": elapsed, "recipients": len(people), "rss": peak_rss_mb()}
+
+
+def in_child(fn: Any, *args: Any) -> Any:
+    """Run one step in a fresh interpreter, so its peak RSS is its own."""
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def workers_at_once(fn: Any, n: int, *args: Any) -> list[Any]:
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(n, mp_context=ctx) as pool:
+        return [f.result() for f in [pool.submit(fn, *args) for _ in range(n)]]
 
 
 def main() -> None:
@@ -212,68 +423,118 @@ def main() -> None:
     parser.add_argument("--variants", type=int, default=20)
     parser.add_argument("--naive", type=int, default=1000, help="subscribers in the naive loop")
     parser.add_argument("--latency", type=float, default=0.1, help="fake SendGrid latency (s)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes in (e)")
+    parser.add_argument("--raw-bodies", type=int, default=100, help="distinct raw HTTP bodies")
     parser.add_argument(
         "--postgres", action="store_true", help="a throwaway PostgreSQL cluster, not SQLite"
     )
     args = parser.parse_args()
+    n = args.subscribers
 
     root = Path(tempfile.mkdtemp(prefix="bench-send-"))
     dbs = Databases(root, args.postgres)
+    fake = FakeProcess(args.latency)
+    r = str(root)
     try:
         t0 = time.perf_counter()
-        build_template(dbs.template, args.subscribers, args.variants)
+        in_child(build_template, dbs.template, n, args.variants)
         print(
-            f"seeded {args.subscribers:,} subscribers over {args.variants} topic sets "
-            f"in {time.perf_counter() - t0:.1f}s (not timed below)",
+            f"seeded {n:,} subscribers over {args.variants} topic sets in "
+            f"{time.perf_counter() - t0:.1f}s (not timed below)",
             flush=True,
         )
-        with FakeSendgrid(KEY, latency=args.latency, record=False) as fake:
-            sendgrid = run_pipeline(root, dbs, "sendgrid", SendgridTransport(KEY, fake.url))
-            assert fake.state.accepted_count == args.subscribers, fake.state.accepted_count
-            print(f"pipeline via fake SendGrid: {sendgrid['seconds']:.1f}s", flush=True)
-            noop = run_pipeline(root, dbs, "noop", NoopTransport())
-            print(f"pipeline via no-op transport: {noop['seconds']:.1f}s", flush=True)
-            naive = run_naive(root, dbs, fake, args.naive)
-            print(f"naive loop on {args.naive:,}: {naive['seconds']:.1f}s", flush=True)
+
+        url = dbs.copy("sendgrid")
+        sendgrid = in_child(step_send, r, url, fake.url)
+        accepted, accepted_requests = fake.counts()
+        assert accepted == n, accepted
+        print(f"(a) worker via fake SendGrid: {sendgrid['seconds']:.1f}s", flush=True)
+        fake.reset()
+        raw = in_child(step_raw_http, r, url, fake.url, accepted_requests, args.raw_bodies)
+        print(f"(b) raw HTTP, {accepted_requests} bodies: {raw['seconds']:.1f}s", flush=True)
+        naive = in_child(step_naive, r, url, fake.url, args.naive)
+        print(f"(f) naive loop on {args.naive:,}: {naive['seconds']:.1f}s", flush=True)
+        dbs.drop(url)
+
+        url = dbs.copy("noop")
+        plan = in_child(step_plan, r, url)
+        print(f"(c) plan {plan['seconds']:.1f}s, re-plan {plan['replan']:.1f}s", flush=True)
+        one = in_child(step_drain, r, url)
+        assert one["recipients"] == n, one
+        one["seconds"] = one["end"] - one["start"]
+        print(f"(d) one worker, no-op transport: {one['seconds']:.1f}s", flush=True)
+        dbs.drop(url)
+
+        many = None
+        if args.postgres and args.workers > 1:
+            url = dbs.copy("workers")
+            in_child(step_plan, r, url)
+            results = workers_at_once(step_drain, args.workers, r, url)
+            assert sum(x["recipients"] for x in results) == n, results
+            many = {
+                "seconds": max(x["end"] for x in results) - min(x["start"] for x in results),
+                "rss": max(x["rss"] for x in results),
+                "shares": [x["recipients"] for x in results],
+            }
+            print(
+                f"(e) {args.workers} workers, no-op transport: {many['seconds']:.1f}s", flush=True
+            )
+            dbs.drop(url)
     finally:
+        fake.stop()
         dbs.close()
         shutil.rmtree(root, ignore_errors=True)
 
-    scale = args.subscribers / naive["recipients"]
+    scale = n / naive["recipients"]
     naive_total = naive["seconds"] * scale
     rows = [
-        ("pipeline → fake SendGrid", sendgrid, sendgrid["seconds"], sendgrid["requests"]),
-        ("pipeline → no-op transport", noop, noop["seconds"], noop["requests"]),
-        (
-            f"naive loop (measured {naive['recipients']:,}, ×{scale:g})",
-            naive,
-            naive_total,
-            naive["requests"] * scale,
-        ),
+        ("(a) 1 worker → fake SendGrid", sendgrid["seconds"], sendgrid["rss"]),
+        (f"(b) raw HTTP, same bodies, {CONCURRENCY} in flight", raw["seconds"], raw["rss"]),
+        ("(c) plan deliveries", plan["seconds"], plan["rss"]),
+        ("(c) plan again (no-op)", plan["replan"], plan["rss"]),
+        ("(d) 1 worker, no-op transport", one["seconds"], one["rss"]),
     ]
+    if many:
+        rows.append((f"(e) {args.workers} workers, no-op transport", many["seconds"], many["rss"]))
+    rows.append(
+        (
+            f"(f) naive loop ({naive['recipients']:,} measured, ×{scale:g})",
+            naive_total,
+            naive["rss"],
+        )
+    )
     print()
     print(
-        f"{args.subscribers:,} subscribers, {sendgrid['variants']} variants, "
-        f"{args.latency * 1000:.0f} ms per SendGrid request, batch 1000, concurrency 4, "
-        f"{'PostgreSQL' if args.postgres else 'SQLite'}"
+        f"{n:,} subscribers, {sendgrid['variants']} variants, {args.latency * 1000:.0f} ms per "
+        f"SendGrid request, batch {BATCH}, concurrency {CONCURRENCY}, "
+        f"{'PostgreSQL' if args.postgres else 'SQLite'}; "
+        f"{sendgrid['requests']} requests of {raw['mean_body_mb']:.2f} MB"
     )
-    print(f"{'run':<44} {'total s':>9} {'recipients/s':>13} {'requests':>9} {'peak RSS MB':>12}")
-    for label, r, total, requests in rows:
-        rate = args.subscribers / total
-        print(f"{label:<44} {total:>9.1f} {rate:>13,.0f} {requests:>9,.0f} {r['rss']:>12.0f}")
+    print(f"{'run':<50} {'seconds':>9} {'recipients/s':>13} {'peak RSS MB':>12}")
+    for label, seconds, rss in rows:
+        print(f"{label:<50} {seconds:>9.1f} {n / seconds:>13,.0f} {rss:>12.0f}")
     print()
+    fraction = raw["seconds"] / sendgrid["seconds"]
     print(
-        f"pipeline vs no-op: {sendgrid['seconds'] / noop['seconds']:.2f}x the time (target ≤ 1.5x)"
+        f"sending runs at {fraction:.0%} of raw HTTP ({1 / fraction:.2f}× its time; "
+        f"target within 2×): {'yes' if 1 / fraction <= 2 else 'NO'}; with its planning "
+        f"({sendgrid['plan']:.1f}s) {raw['seconds'] / (sendgrid['seconds'] + sendgrid['plan']):.0%}"
     )
     print(
-        f"naive vs pipeline: {naive_total / sendgrid['seconds']:.0f}x slower per subscriber "
-        "(target ≥ 100x)"
+        f"plan {plan['seconds']:.1f}s (target < 20 s), peak RSS {plan['rss']:.0f} MB "
+        f"(target < 200 MB); re-plan {plan['replan']:.1f}s"
     )
     print(
-        f"{args.subscribers:,} under 60 s: {'yes' if sendgrid['seconds'] < 60 else 'NO'}; "
-        "peak RSS (whole process, "
-        f"after the pipeline run): {sendgrid['rss']:.0f} MB (target < 300 MB)"
+        f"one worker drains {n / one['seconds']:,.0f} recipients/s (target ≥ 25,000), "
+        f"peak RSS {one['rss']:.0f} MB (target < 200 MB)"
     )
+    if many:
+        print(
+            f"{args.workers} workers: {n / many['seconds']:,.0f} recipients/s "
+            f"({one['seconds'] / many['seconds']:.2f}× one worker), shares {many['shares']}, "
+            "every recipient exactly once"
+        )
+    print(f"naive vs pipeline: {naive_total / sendgrid['seconds']:.0f}x slower per subscriber")
 
 
 if __name__ == "__main__":

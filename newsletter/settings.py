@@ -88,20 +88,6 @@ class Settings(BaseSettings):
     source_retries: int = Field(default=4, ge=0)  # retries of a failing source per job run
     source_retry_delay: float = Field(default=60, ge=0)  # first back-off, doubling each retry
 
-    @field_validator("from_", "reply_to")
-    @classmethod
-    def _mailbox(cls, value: str, info: ValidationInfo) -> str:
-        value = value.strip()
-        if not value and info.field_name == "reply_to":
-            return value
-        _, address = parseaddr(value)
-        local, _, domain = address.rpartition("@")
-        bad_domain = any(c.isspace() or c in "<>@" for c in domain)
-        if "\r" in value or "\n" in value or not local or not domain or bad_domain:
-            raise ValueError(
-                f"must be an address like 'ML Foundations <news@example.org>' (got {value!r})"
-            )
-        return value
     # Issue 16: sender reputation (`newsletter doctor`) and SMTP bounces (VERP + IMAP mailbox).
     dkim_selectors: str = ""  # comma-separated selectors published under _domainkey
     dns_server: str = ""  # host or host:port doctor asks instead of the system resolver
@@ -119,6 +105,25 @@ class Settings(BaseSettings):
     sign_in_link_minutes: float = Field(default=15, gt=0, le=24 * 60)  # mailed link validity
     # how often the clock looks for an issue an editor scheduled (or approved) that is due
     schedule_check_seconds: float = Field(default=30, ge=1)
+
+    # issue 13: how long a claimed batch is leased; renewed every third of it while in
+    # flight, so only a dead sender's batch outlives it (and is then recorded `unknown`)
+    send_lease_seconds: float = Field(default=600, gt=0)
+
+    @field_validator("from_", "reply_to")
+    @classmethod
+    def _mailbox(cls, value: str, info: ValidationInfo) -> str:
+        value = value.strip()
+        if not value and info.field_name == "reply_to":
+            return value
+        _, address = parseaddr(value)
+        local, _, domain = address.rpartition("@")
+        bad_domain = any(c.isspace() or c in "<>@" for c in domain)
+        if "\r" in value or "\n" in value or not local or not domain or bad_domain:
+            raise ValueError(
+                f"must be an address like 'ML Foundations <news@example.org>' (got {value!r})"
+            )
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -4,14 +4,25 @@ A token names a subscriber by their random `public_id` (never the sequential row
 would tell anyone holding a link how big the list is) and their `token_version`; bumping
 the version (erase, address change) or rotating the secret invalidates every earlier token.
 Tokens for one purpose are useless for another because the purpose is the signing salt.
+
+Tokens are itsdangerous `URLSafeTimedSerializer` tokens. Making one through the serializer
+derives the key and builds a signer on every call, which was a third of a bulk send's CPU;
+`TokenSigner` writes the very same bytes with the key derived once (`read_token` and every
+link already sent stay valid).
 """
 
 from __future__ import annotations
 
+import hmac
+import json
+import time
 from dataclasses import dataclass
+from functools import lru_cache
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_encode, int_to_bytes, want_bytes
 
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # the serializer's JSON
 PURPOSES = frozenset({"confirm", "preferences", "unsubscribe", "browser"})
 
 
@@ -28,14 +39,55 @@ class TokenClaims:
     legacy_id: int | None = None
 
 
+@lru_cache(maxsize=64)
 def _serializer(secret: str, purpose: str) -> URLSafeTimedSerializer:
     if purpose not in PURPOSES:
         raise ValueError(f"unknown token purpose {purpose!r}")
     return URLSafeTimedSerializer(secret, salt=f"newsletter.{purpose}")
 
 
+class TokenSigner:
+    """Makes the tokens of one purpose, byte for byte what the serializer makes, fast.
+
+    `sign` takes the signed value (the subscriber's public id) as an argument, so what a
+    token names can change without touching how it is signed.
+    """
+
+    def __init__(self, secret: str, purpose: str) -> None:
+        signer = _serializer(secret, purpose).make_signer()
+        self._key = signer.derive_key()
+        self._digest = signer.digest_method
+        self._sep = want_bytes(signer.sep)
+
+    @staticmethod
+    def payload(subject: int | str, token_version: int) -> bytes:
+        """The signed part's first half; the same for every purpose, so it can be shared.
+
+        Compact JSON in URL-safe base64, as the serializer writes it. (The serializer would
+        zlib-compress a payload that shrinks; these never do, and `loads` reads both forms.)
+        """
+        if type(subject) is int and type(token_version) is int:
+            return base64_encode(f"[{subject},{token_version}]")  # the same JSON, cheaper
+        return base64_encode(_COMPACT_JSON.encode([subject, token_version]))
+
+    def sign_payload(self, payload: bytes, timestamp: int | None = None) -> str:
+        stamp = int(time.time()) if timestamp is None else timestamp
+        value = payload + self._sep + base64_encode(int_to_bytes(stamp))
+        mac = hmac.digest(self._key, value, self._digest)
+        return (value + self._sep + base64_encode(mac)).decode("ascii")
+
+    def sign(self, subject: int | str, token_version: int, timestamp: int | None = None) -> str:
+        return self.sign_payload(self.payload(subject, token_version), timestamp)
+
+
+@lru_cache(maxsize=64)
+def token_signer(secret: str, purpose: str) -> TokenSigner:
+    """The cached signer for one secret and purpose (a rotated secret gets a new one)."""
+    return TokenSigner(secret, purpose)
+
+
 def make_token(secret: str, purpose: str, public_id: str, token_version: int) -> str:
-    return _serializer(secret, purpose).dumps([public_id, token_version])
+    return token_signer(secret, purpose).sign(public_id, token_version)
 
 
 def read_token(secret: str, purpose: str, token: str, max_age: int | None = None) -> TokenClaims:

@@ -369,9 +369,10 @@ def test_test_copy_schedule_clock_sends_and_report(client, desk, engine) -> None
         len(issue_mails) == 3
         and "Edited later" in issue_mails[0].get_body(preferencelist=("plain",)).get_content()
     )
-    # Feedback: a bounce for one delivery, an unsubscribe by another reader.
+    # Feedback: a bounce for one delivery, an unsubscribe by another reader. (By subscriber:
+    # planning in SQL promises no delivery order, and deliveries[0] must be reader0's.)
     with Session(engine) as session:
-        deliveries = session.exec(select(Delivery).order_by(Delivery.id)).all()
+        deliveries = session.exec(select(Delivery).order_by(Delivery.subscriber_id)).all()
         record_sendgrid_events(
             session,
             [

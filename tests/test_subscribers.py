@@ -205,6 +205,34 @@ def test_tokens_are_scoped_and_secret_bound(settings) -> None:
         )
 
 
+def test_cached_signer_makes_the_serializers_exact_tokens(settings) -> None:
+    """The fast signer writes what itsdangerous writes, so links verify as they always did."""
+    from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+
+    from subscribers.tokens import token_signer
+
+    class At(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return 1_790_000_000
+
+    for purpose in ("unsubscribe", "preferences"):
+        reference = URLSafeTimedSerializer(settings.secret, salt=f"newsletter.{purpose}", signer=At)
+        for subject in (7, 123_456, "r4nd0m-Public_Id"):
+            expected = reference.dumps([subject, 3])
+            assert token_signer(settings.secret, purpose).sign(subject, 3, 1_790_000_000) == (
+                expected
+            )
+        token = make_token(settings.secret, purpose, "r4nd0m-Public_Id", 3)
+        claims = read_token(settings.secret, purpose, token, max_age=60)
+        assert claims.public_id == "r4nd0m-Public_Id"
+    assert token_signer(settings.secret, "unsubscribe") is token_signer(
+        settings.secret, "unsubscribe"
+    )
+    assert token_signer("rotated", "unsubscribe") is not token_signer(
+        settings.secret, "unsubscribe"
+    )
+
+
 def test_export_one_person(session: Session) -> None:
     sub = subscribe(session, "a@example.org", ["optimization"], client_address="198.51.100.1")
     lifecycle.confirm(session, sub.subscriber, client_address="198.51.100.2")

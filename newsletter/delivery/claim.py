@@ -12,11 +12,25 @@ from __future__ import annotations
 import os
 import socket
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, func, literal, or_, select, update
+from sqlalchemy import (
+    ARRAY,
+    Column,
+    ColumnElement,
+    Integer,
+    any_,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Engine
 
 from newsletter.db import session_scope
@@ -25,6 +39,8 @@ from subscribers.models import Subscriber, SubscriberStatus, utcnow
 
 LEASE_SECONDS = 600.0
 _D = Delivery.__table__  # type: ignore[attr-defined]
+_S = Subscriber.__table__  # type: ignore[attr-defined]
+_ACTIVE = str(SubscriberStatus.ACTIVE)
 PENDING = str(DeliveryStatus.PENDING)
 CLAIMED = str(DeliveryStatus.CLAIMED)
 FINAL = (
@@ -60,11 +76,14 @@ def _holder_is_dead(claimed_by: str) -> bool:
         return False
 
 
-@dataclass(frozen=True)
-class ClaimedDelivery:
+class ClaimedDelivery(NamedTuple):
+    """A claimed row and what sending it needs, read in the claiming statement."""
+
     id: int
     attempts: int
-    subscriber: Subscriber  # detached copy, read in the claiming transaction
+    public_id: str  # the subscriber's random public id: the value its links sign
+    email: str
+    token_version: int
 
 
 @dataclass(frozen=True)
@@ -73,6 +92,14 @@ class ClaimedBatch:
     variant: str
     deliveries: list[ClaimedDelivery]
     skipped: int  # claimed rows whose subscriber had left: marked skipped, not sent
+
+
+def _ids_in(column: ColumnElement[int], ids: Sequence[int], dialect: str) -> ColumnElement[bool]:
+    """`column IN ids` as one parameter on PostgreSQL (`= ANY(array)`), so the statement
+    text does not change with the batch size and psycopg's prepared statements are reused."""
+    if dialect == "postgresql":
+        return column == any_(bindparam("ids", list(ids), type_=ARRAY(Integer)))
+    return column.in_(list(ids))
 
 
 def claim_batch(
@@ -85,10 +112,12 @@ def claim_batch(
 ) -> ClaimedBatch | None:
     """Lease up to `limit` pending deliveries of one variant; None when none is ready.
 
-    In the same transaction, recipients who are no longer active are marked `skipped`:
-    an unsubscribe that arrives mid-send is honoured for every batch not yet claimed.
+    One UPDATE takes the lease and returns plain rows of the columns sending needs. In the
+    same transaction, recipients who are no longer active are marked `skipped`: an
+    unsubscribe that arrives mid-send is honoured for every batch not yet claimed.
     """
     now = utcnow()
+    dialect = engine.dialect.name
     with session_scope(engine) as session:
         status = session.execute(select(Issue.status).where(Issue.id == issue_id)).scalar()
         if status != str(IssueStatus.SENDING):
@@ -102,103 +131,135 @@ def claim_batch(
         if variant is None:
             return None
         pick = select(_D.c.id).where(*ready, _D.c.variant == variant).limit(limit)
-        if engine.dialect.name == "postgresql":
-            pick = pick.with_for_update(skip_locked=True)
-        ids = (
-            session.execute(
-                update(_D)
-                .where(_D.c.id.in_(pick.scalar_subquery()))
-                .values(
-                    status=CLAIMED,
-                    claimed_by=worker_id,
-                    lease_until=now + timedelta(seconds=lease_seconds),
-                    updated_at=now,
-                )
-                .returning(_D.c.id)
-            )
-            .scalars()
-            .all()
+        claim = update(_D).values(
+            status=CLAIMED,
+            claimed_by=worker_id,
+            lease_until=now + timedelta(seconds=lease_seconds),
+            updated_at=now,
         )
-        if not ids:
+        if dialect == "postgresql":
+            # `id = ANY(ARRAY(subquery))`: the picked ids become one array, looked up by
+            # primary key. As `id IN (subquery)` or a CTE join, PostgreSQL hashes the whole
+            # table for every claim, which grows with the list.
+            picked = func.array(pick.with_for_update(skip_locked=True).scalar_subquery())
+            claim = claim.where(_D.c.id == any_(picked), _S.c.id == _D.c.subscriber_id).returning(
+                _D.c.id, _D.c.attempts, _S.c.public_id, _S.c.email, _S.c.token_version, _S.c.status
+            )
+        else:  # SQLite's RETURNING cannot name a joined table; subqueries it can
+            of_subscriber = partial(_subscriber_column, _D.c.subscriber_id)
+            claim = claim.where(_D.c.id.in_(pick.scalar_subquery())).returning(
+                _D.c.id,
+                _D.c.attempts,
+                of_subscriber(_S.c.public_id),
+                of_subscriber(_S.c.email),
+                of_subscriber(_S.c.token_version),
+                of_subscriber(_S.c.status),
+            )
+        rows = session.execute(claim).all()
+        if not rows:
             return None
-        rows = session.execute(
-            select(_D.c.id, _D.c.attempts, Subscriber)
-            .join(Subscriber, Subscriber.id == _D.c.subscriber_id)
-            .where(_D.c.id.in_(ids))
-            .order_by(_D.c.id)
-        ).all()
-        active, gone = [], []
-        for delivery_id, attempts, subscriber in rows:
-            if subscriber.status == str(SubscriberStatus.ACTIVE):
-                active.append(ClaimedDelivery(delivery_id, attempts, subscriber))
+        active: list[ClaimedDelivery] = []
+        gone: dict[str, list[int]] = {}
+        for delivery_id, attempts, public_id, email, version, subscriber_status in rows:
+            if subscriber_status == _ACTIVE:
+                active.append(ClaimedDelivery(delivery_id, attempts, public_id, email, version))
             else:
-                gone.append({"b_id": delivery_id, "b_error": f"subscriber {subscriber.status}"})
-        if gone:
+                gone.setdefault(subscriber_status, []).append(delivery_id)
+        for subscriber_status, ids in gone.items():
             session.execute(
                 update(_D)
-                .where(_D.c.id == bindparam("b_id"))
+                .where(_ids_in(_D.c.id, ids, dialect))
                 .values(
                     status=str(DeliveryStatus.SKIPPED),
-                    error=bindparam("b_error"),
+                    error=f"subscriber {subscriber_status}",
                     claimed_by="",
                     lease_until=None,
                     updated_at=now,
-                ),
-                gone,
+                )
             )
-        session.expunge_all()
-    return ClaimedBatch(issue_id, variant, active, len(gone))
+    active.sort()
+    return ClaimedBatch(issue_id, variant, active, sum(len(ids) for ids in gone.values()))
 
 
-@dataclass(frozen=True)
-class Outcome:
-    delivery_id: int
+def _subscriber_column(subscriber_id: ColumnElement[int], column: Column[Any]) -> Any:
+    return select(column).where(_S.c.id == subscriber_id).scalar_subquery()
+
+
+def renew_leases(engine: Engine, issue_id: int, worker_id: str, lease_seconds: float) -> int:
+    """Push out the lease of every row this worker still holds (its batches in flight), so
+    a slow provider does not make another worker declare them abandoned."""
+    with session_scope(engine) as session:
+        result = session.execute(
+            update(_D)
+            .where(_D.c.issue_id == issue_id, _D.c.status == CLAIMED, _D.c.claimed_by == worker_id)
+            .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
+        )
+        return result.rowcount or 0
+
+
+class OutcomeKind(NamedTuple):
+    """What is written to every delivery that shares an outcome."""
+
     status: str  # a DeliveryStatus value
     message_id: str = ""
     error: str = ""
     not_before: datetime | None = None  # for a retry: do not claim again before this
 
 
-def record_outcomes(engine: Engine, worker_id: str, outcomes: Sequence[Outcome]) -> None:
-    """Store each delivery's outcome and release its lease, in one transaction.
+def record_outcomes(
+    engine: Engine, worker_id: str, outcomes: Mapping[OutcomeKind, Sequence[int]]
+) -> None:
+    """Store outcomes (kind -> delivery ids) and release the leases, in one transaction.
 
-    Only rows this worker still holds (or that were declared unknown after its lease ran
-    out) are written, so a late answer can still turn an `unknown` into the truth.
+    Set-based: one UPDATE per kind (a batch's request has one message id, one error, one
+    retry time), whatever the batch size; kinds of one row each (SMTP's per-message ids)
+    go in one executemany. Only rows this worker still holds (or that were declared unknown
+    after its lease ran out) are written, so a late answer can still turn an `unknown` into
+    the truth.
     """
     if not outcomes:
         return
     now = utcnow()
-    params = [
-        {
-            "b_id": o.delivery_id,
-            "b_status": o.status,
-            "b_message_id": o.message_id[:200],
-            "b_error": o.error[:2000],
-            "b_lease": o.not_before,
-            "b_sent_at": now if o.status == str(DeliveryStatus.SENT) else None,
-        }
-        for o in outcomes
-    ]
+    dialect = engine.dialect.name
+    held = (
+        _D.c.claimed_by == worker_id,
+        or_(_D.c.status == CLAIMED, _D.c.status == str(DeliveryStatus.UNKNOWN)),
+    )
+    sent = str(DeliveryStatus.SENT)
+    singles = []
     with session_scope(engine) as session:
-        session.execute(
-            update(_D)
-            .where(
-                _D.c.id == bindparam("b_id"),
-                _D.c.claimed_by == worker_id,
-                or_(_D.c.status == CLAIMED, _D.c.status == str(DeliveryStatus.UNKNOWN)),
+        for kind, ids in outcomes.items():
+            values = {
+                "status": kind.status,
+                "provider_message_id": kind.message_id[:200],
+                "error": kind.error[:2000],
+                "lease_until": kind.not_before,
+                "sent_at": now if kind.status == sent else None,
+            }
+            if len(ids) == 1:
+                singles.append({"b_id": ids[0], **{f"b_{k}": v for k, v in values.items()}})
+                continue
+            session.execute(
+                update(_D)
+                .where(_ids_in(_D.c.id, ids, dialect), *held)
+                .values(**values, attempts=_D.c.attempts + 1, claimed_by="", updated_at=now)
             )
-            .values(
-                status=bindparam("b_status"),
-                provider_message_id=bindparam("b_message_id"),
-                error=bindparam("b_error"),
-                lease_until=bindparam("b_lease"),
-                sent_at=bindparam("b_sent_at"),
-                attempts=_D.c.attempts + 1,
-                claimed_by="",
-                updated_at=now,
-            ),
-            params,
-        )
+        if singles:
+            session.execute(
+                update(_D)
+                .where(_D.c.id == bindparam("b_id"), *held)
+                .values(
+                    status=bindparam("b_status"),
+                    provider_message_id=bindparam("b_provider_message_id"),
+                    error=bindparam("b_error"),
+                    lease_until=bindparam("b_lease_until"),
+                    sent_at=bindparam("b_sent_at"),
+                    attempts=_D.c.attempts + 1,
+                    claimed_by="",
+                    updated_at=now,
+                ),
+                singles,
+            )
 
 
 def release(engine: Engine, worker_id: str, delivery_ids: Iterable[int]) -> None:
@@ -209,7 +270,11 @@ def release(engine: Engine, worker_id: str, delivery_ids: Iterable[int]) -> None
     with session_scope(engine) as session:
         session.execute(
             update(_D)
-            .where(_D.c.id.in_(ids), _D.c.claimed_by == worker_id, _D.c.status == CLAIMED)
+            .where(
+                _ids_in(_D.c.id, ids, engine.dialect.name),
+                _D.c.claimed_by == worker_id,
+                _D.c.status == CLAIMED,
+            )
             .values(status=PENDING, claimed_by="", lease_until=None, updated_at=utcnow())
         )
 

@@ -39,11 +39,10 @@ from newsletter.issues import load_issue_contents
 from newsletter.models import DeliveryStatus, Issue, IssueStatus
 from newsletter.rendering import (
     EVERYTHING,
+    RecipientFields,
     RenderedEmail,
     list_headers,
     preview_substitutions,
-    recipient_headers,
-    recipient_substitutions,
     render_issue_variant,
 )
 from newsletter.settings import Settings
@@ -67,6 +66,8 @@ _STATUS_OF = {
     Outcome.UNKNOWN: str(DeliveryStatus.UNKNOWN),
     Outcome.RETRY: str(DeliveryStatus.PENDING),
 }
+_OUTCOME_OF = {status: outcome for outcome, status in _STATUS_OF.items()}
+RETRY = Outcome.RETRY
 
 
 @dataclass(frozen=True)
@@ -185,8 +186,9 @@ class IssueRun:
         self.totals = RunTotals()
         self.halt = threading.Event()  # paused or failed: every thread of this run stops
         self._lock = threading.Lock()
-        self._renders: dict[str, RenderedEmail] = {}
+        self._renders: dict[str, tuple[RenderedEmail, RecipientFields]] = {}
         self._render_lock = threading.Lock()
+        self._in_flight_done = threading.Event()
         self._consecutive_failures = 0
         self._counts: Counter[str] = Counter()
         self._total = 0
@@ -207,13 +209,27 @@ class IssueRun:
             threading.Thread(target=self._worker, name=f"send-{i}", daemon=True)
             for i in range(self.settings.send_concurrency)
         ]
+        heartbeat = threading.Thread(target=self._renew_leases, name="lease", daemon=True)
+        heartbeat.start()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        self._in_flight_done.set()
+        heartbeat.join()
         if self._errors:
             raise self._errors[0]
         return self.totals
+
+    def _renew_leases(self) -> None:
+        """Keep the leases of this run's batches in flight alive: a slow request must not
+        look abandoned to another worker (which would record it `unknown`)."""
+        lease = self.settings.send_lease_seconds
+        while not self._in_flight_done.wait(lease / 3):
+            try:
+                store.renew_leases(self.engine, self.issue.id, self.worker_id, lease)  # type: ignore[arg-type]
+            except Exception:  # noqa: BLE001 - try again next beat; the lease still runs
+                log.exception("could not renew the leases of %s", self.worker_id)
 
     def _worker(self) -> None:
         try:
@@ -232,7 +248,13 @@ class IssueRun:
         if self.stop.is_set() or self.halt.is_set():
             self.limiter.refund(size)
             return False
-        batch = store.claim_batch(self.engine, self.issue.id, self.worker_id, size)  # type: ignore[arg-type]
+        batch = store.claim_batch(
+            self.engine,
+            self.issue.id,  # type: ignore[arg-type]
+            self.worker_id,
+            size,
+            lease_seconds=self.settings.send_lease_seconds,
+        )
         if batch is None:
             self.limiter.refund(size)
             return self._wait_for_work()
@@ -265,28 +287,22 @@ class IssueRun:
         return True
 
     # -- one batch -----------------------------------------------------------------------
-    def _rendered(self, variant: str) -> RenderedEmail:
+    def _rendered(self, variant: str) -> tuple[RenderedEmail, RecipientFields]:
         with self._render_lock:  # compile each variant once, even with many threads
             hit = self._renders.get(variant)
             if hit is None:
                 with session_scope(self.engine) as session:
-                    hit = render_issue_variant(session, self.issue, variant, self.settings)
+                    rendered = render_issue_variant(session, self.issue, variant, self.settings)
+                hit = (rendered, RecipientFields(self.settings, self.issue, variant))
                 self._renders[variant] = hit
             return hit
 
     def _send(self, batch: store.ClaimedBatch) -> None:
-        rendered = self._rendered(batch.variant)
-        recipients = [
-            Recipient(
-                email=d.subscriber.email,
-                substitutions=recipient_substitutions(
-                    self.settings, d.subscriber, self.issue, batch.variant
-                ),
-                headers=recipient_headers(self.settings, d.subscriber),
-                delivery_id=d.id,
-            )
-            for d in batch.deliveries
-        ]
+        rendered, fields = self._rendered(batch.variant)
+        recipients = []
+        for d in batch.deliveries:
+            substitutions, headers = fields(d.public_id, d.token_version, d.email)
+            recipients.append(Recipient(d.email, substitutions, headers, d.id))
         message = Batch(
             subject=rendered.subject,
             html=rendered.html,
@@ -315,30 +331,52 @@ class IssueRun:
         self._record(batch, results)
 
     def _record(self, batch: store.ClaimedBatch, results: list[RecipientResult]) -> None:
-        by_id = {r.delivery_id: r for r in results if r.delivery_id is not None}
-        outcomes: list[store.Outcome] = []
-        tally: Counter[str] = Counter()
+        deliveries = batch.deliveries
+        # Transports answer in batch order; match by delivery id only if one did not.
+        in_order = len(results) == len(deliveries) and all(
+            r.delivery_id in (None, d.id) for d, r in zip(deliveries, results, strict=True)
+        )
+        if not in_order:
+            by_id = {r.delivery_id: r for r in results if r.delivery_id is not None}
+            results = [by_id.get(d.id, r) for d, r in zip(deliveries, results, strict=False)]
+        retried = [(d, r) for d, r in zip(deliveries, results, strict=False) if r.outcome is RETRY]
         retry_after: float | None = None
+        not_before = None
+        if retried:
+            # One not-before time for the whole refused batch (jitter per batch, not per
+            # recipient), so it becomes claimable at once and goes out again as one request.
+            hints = [r.retry_after for _, r in retried if r.retry_after is not None]
+            retry_after = max(hints) if hints else None
+            attempt = max(d.attempts for d, _ in retried) + 1
+            not_before = utcnow() + timedelta(seconds=self.policy.delay(attempt, retry_after))
+        # Recipients sharing an outcome (a request has one message id, one error) are
+        # recorded together: one UPDATE per kind, not one per recipient.
+        groups: dict[store.OutcomeKind, list[int]] = {}
+        tally: Counter[str] = Counter()
         last_error = ""
-        for d, fallback in zip(batch.deliveries, results, strict=False):
-            r = by_id.get(d.id, fallback)
-            status = _STATUS_OF[r.outcome]
-            not_before = None
-            if r.outcome is Outcome.RETRY:
-                delay = self.policy.delay(d.attempts + 1, r.retry_after)
-                not_before = utcnow() + timedelta(seconds=delay)
-                if r.retry_after is not None:
-                    retry_after = max(retry_after or 0.0, r.retry_after)
-            if r.error:
-                last_error = r.error
-            outcomes.append(store.Outcome(d.id, status, r.message_id, r.error, not_before))
-            tally[r.outcome] += 1
-        for d in batch.deliveries[len(results) :]:  # a transport that answered short
-            outcomes.append(
-                store.Outcome(d.id, str(DeliveryStatus.UNKNOWN), error="no result from transport")
+        for d, r in zip(deliveries, results, strict=False):
+            kind = store.OutcomeKind(
+                _STATUS_OF[r.outcome],
+                r.message_id,
+                r.error,
+                not_before if r.outcome is RETRY else None,
             )
-            tally[Outcome.UNKNOWN] += 1
-        store.record_outcomes(self.engine, self.worker_id, outcomes)
+            ids = groups.get(kind)
+            if ids is None:
+                groups[kind] = ids = []
+                if r.error:
+                    last_error = r.error
+            ids.append(d.id)
+        for kind, ids in groups.items():
+            tally[_OUTCOME_OF[kind.status]] += len(ids)
+        short = deliveries[len(results) :]  # a transport that answered short
+        if short:
+            unknown = store.OutcomeKind(
+                str(DeliveryStatus.UNKNOWN), error="no result from transport"
+            )
+            groups.setdefault(unknown, []).extend(d.id for d in short)
+            tally[Outcome.UNKNOWN] += len(short)
+        store.record_outcomes(self.engine, self.worker_id, groups)
         if retry_after:
             self.limiter.hold(retry_after)
         with self._lock:

@@ -1,31 +1,32 @@
 """Planning a send: who gets the issue, and which variant of it.
 
 Starting a send is one conditional UPDATE, so of two processes only one wins. Planning
-inserts one `Delivery` per active subscriber in bulk, skipping people who already have one
-(the `(issue_id, subscriber_id)` unique key backs this up), so it can run again after a crash
-or for people who joined since, and never plans anyone twice.
+inserts one `Delivery` per active subscriber in one statement run by the database, skipping
+people who already have one (the `(issue_id, subscriber_id)` unique key backs this up), so it
+can run again after a crash or for people who joined since, and never plans anyone twice.
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, FromClause, case, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from newsletter.issues import load_issue_contents
 from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus
-from newsletter.rendering import issue_topic_slugs, variant_for
+from newsletter.rendering import EVERYTHING, NO_MATCH, issue_topic_slugs
 from newsletter.settings import Settings
 from subscribers.models import Subscriber, SubscriberStatus, SubscriberTopic, utcnow
 
 # While planning runs the issue is already `sending`; this reason tells workers that the list
 # of deliveries is not complete yet, so none of them declares the issue sent too early.
 PLANNING_REASON = "planning deliveries"
-INSERT_CHUNK = 5000
+ANALYZE_AFTER = 10_000  # planned rows that make PostgreSQL's statistics stale
+_D = Delivery.__table__  # type: ignore[attr-defined]
+_S = Subscriber.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -66,82 +67,129 @@ def begin_sending(session: Session, issue: Issue, *, resume: bool = False) -> bo
     return result.rowcount == 1
 
 
-def _audience(session: Session, issue: Issue) -> dict[int, str]:
-    """subscriber id -> variant, for every active subscriber (two queries, any size)."""
-    issue_topics = issue_topic_slugs(load_issue_contents(session, issue).email_entries)
-    active = Subscriber.status == str(SubscriberStatus.ACTIVE)
-    ids = session.execute(select(Subscriber.id).where(active)).scalars().all()
-    topics: dict[int, list[str]] = defaultdict(list)
+def _subscribers_with_variant(
+    issue_topics: frozenset[str],
+) -> tuple[FromClause, ColumnElement[str]]:
+    """Subscribers joined to their variant, worked out by the database: `variant_for` in SQL.
+
+    Per issue topic (in sorted order) a subscriber's topic rows contribute "slug," or "", so
+    the concatenation is the sorted intersection; no topic rows at all is EVERYTHING, topics
+    that all miss the issue are NO_MATCH. One grouped pass over `subscriber_topic` (a
+    correlated subquery per subscriber was 4x slower); no row reaches Python.
+    """
+    st = SubscriberTopic.__table__  # type: ignore[attr-defined]
+    joined: ColumnElement[str] = literal("")
+    for slug in sorted(issue_topics):
+        hit = func.max(case((st.c.topic_slug == slug, literal(f"{slug},")), else_=literal("")))
+        joined = joined.op("||")(hit)
+    chosen = (
+        select(st.c.subscriber_id.label("subscriber_id"), func.rtrim(joined, ",").label("slugs"))
+        .group_by(st.c.subscriber_id)
+        .subquery("chosen")
+    )
+    variant = case(
+        (chosen.c.subscriber_id.is_(None), literal(EVERYTHING)),
+        (chosen.c.slugs == "", literal(NO_MATCH)),
+        else_=chosen.c.slugs,
+    )
+    return _S.outerjoin(chosen, chosen.c.subscriber_id == _S.c.id), variant
+
+
+def _issue_topics(session: Session, issue: Issue) -> frozenset[str]:
+    return issue_topic_slugs(load_issue_contents(session, issue).email_entries)
+
+
+_ACTIVE = _S.c.status == str(SubscriberStatus.ACTIVE)
+
+
+def _not_planned(issue: Issue) -> ColumnElement[bool]:
+    planned = select(_D.c.id).where(_D.c.issue_id == issue.id, _D.c.subscriber_id == _S.c.id)
+    return ~planned.exists()
+
+
+def _count(session: Session, *where: ColumnElement[bool]) -> int:
+    return session.execute(select(func.count()).select_from(_S).where(*where)).scalar_one()
+
+
+def _planned_variants(session: Session, issue: Issue) -> dict[str, int]:
+    """variant -> active recipients with a delivery for this issue."""
     rows = session.execute(
-        select(SubscriberTopic.subscriber_id, SubscriberTopic.topic_slug)
-        .join(Subscriber, Subscriber.id == SubscriberTopic.subscriber_id)
-        .where(active)
+        select(_D.c.variant, func.count())
+        .join(_S, _S.c.id == _D.c.subscriber_id)
+        .where(_D.c.issue_id == issue.id, _ACTIVE)
+        .group_by(_D.c.variant)
     ).all()
-    for subscriber_id, slug in rows:
-        topics[subscriber_id].append(slug)
-    return {sid: variant_for(topics.get(sid, ()), issue_topics) for sid in ids}
-
-
-def _inactive_count(session: Session) -> int:
-    return session.execute(
-        select(func.count())
-        .select_from(Subscriber)
-        .where(Subscriber.status != str(SubscriberStatus.ACTIVE))
-    ).scalar_one()
+    return {variant: n for variant, n in rows}
 
 
 def preview_plan(session: Session, issue: Issue) -> PlanReport:
     """What `plan_deliveries` would do, writing nothing (for `--dry-run`)."""
-    audience = _audience(session, issue)
-    existing = _planned_ids(session, issue)
-    new = [sid for sid in audience if sid not in existing]
+    subscribers, variant = _subscribers_with_variant(_issue_topics(session, issue))
+    new = _count(session, _ACTIVE, _not_planned(issue))
+    active = _count(session, _ACTIVE)
+    labelled = variant.label("variant")
+    rows = session.execute(
+        select(labelled, func.count()).select_from(subscribers).where(_ACTIVE).group_by(labelled)
+    ).all()
     return PlanReport(
-        planned=len(new),
-        already_planned=len(audience) - len(new),
-        inactive=_inactive_count(session),
-        variants=dict(Counter(audience.values())),
-    )
-
-
-def _planned_ids(session: Session, issue: Issue) -> set[int]:
-    return set(
-        session.execute(select(Delivery.subscriber_id).where(Delivery.issue_id == issue.id))
-        .scalars()
-        .all()
+        planned=new,
+        already_planned=active - new,
+        inactive=_count(session, ~_ACTIVE),
+        variants={v: n for v, n in rows},
     )
 
 
 def plan_deliveries(session: Session, issue: Issue, settings: Settings) -> PlanReport:
     """Insert one pending Delivery per active subscriber not yet planned; commits.
 
+    One `INSERT … SELECT`: the database computes each subscriber's variant and the unique
+    key skips people already planned, so memory stays flat in the list size and planning
+    again writes nothing. (No anti-join against `delivery`: PostgreSQL, believing the table
+    empty, would rescan the rows this very statement is adding once per subscriber.)
     `settings` is part of the contract so planning can grow per-send rules (e.g. a test
     audience) without changing callers.
     """
     del settings
-    audience = _audience(session, issue)
-    existing = _planned_ids(session, issue)
     now = utcnow()
-    rows = [
-        {
-            "issue_id": issue.id,
-            "subscriber_id": sid,
-            "status": str(DeliveryStatus.PENDING),
-            "variant": variant,
-            "attempts": 0,
-            "claimed_by": "",
-            "provider_message_id": "",
-            "error": "",
-            "updated_at": now,
-        }
-        for sid, variant in audience.items()
-        if sid not in existing
+    subscribers, variant = _subscribers_with_variant(_issue_topics(session, issue))
+    source = (
+        select(
+            literal(issue.id),
+            _S.c.id,
+            literal(str(DeliveryStatus.PENDING)),
+            variant,
+            literal(0),
+            literal(""),
+            literal(""),
+            literal(""),
+            literal(now, type_=_D.c.updated_at.type),
+        )
+        .select_from(subscribers)
+        .where(_ACTIVE)
+    )
+    columns = [
+        "issue_id",
+        "subscriber_id",
+        "status",
+        "variant",
+        "attempts",
+        "claimed_by",
+        "provider_message_id",
+        "error",
+        "updated_at",
     ]
-    table = Delivery.__table__  # type: ignore[attr-defined]
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(table).on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
-    for start in range(0, len(rows), INSERT_CHUNK):
-        session.execute(stmt, rows[start : start + INSERT_CHUNK])
+    stmt = (
+        insert(_D)
+        .from_select(columns, source)
+        .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
+        .execution_options(preserve_rowcount=True)
+    )
+    planned = session.execute(stmt).rowcount
+    if dialect == "postgresql" and planned >= ANALYZE_AFTER:
+        # Fresh statistics, so claims use the claim index rather than scanning sent rows.
+        session.execute(text("ANALYZE delivery"))
     session.execute(
         update(Issue)
         .where(Issue.id == issue.id, Issue.status_reason == PLANNING_REASON)
@@ -150,11 +198,12 @@ def plan_deliveries(session: Session, issue: Issue, settings: Settings) -> PlanR
     )
     session.commit()
     session.refresh(issue)
+    active = _count(session, _ACTIVE)
     report = PlanReport(
-        planned=len(rows),
-        already_planned=len(audience) - len(rows),
-        inactive=_inactive_count(session),
-        variants=dict(Counter(audience.values())),
+        planned=planned,
+        already_planned=max(0, active - planned),
+        inactive=_count(session, ~_ACTIVE),
+        variants=_planned_variants(session, issue),
     )
     session.commit()  # end the read: on SQLite an open transaction holds the write lock
     return report

@@ -11,6 +11,7 @@ from newsletter.rendering.message import RenderedEmail, personalize
 from newsletter.rendering.preview import render_preview
 from newsletter.rendering.recipients import (
     RECIPIENT_FIELDS,
+    RecipientFields,
     browser_url,
     list_headers,
     preview_substitutions,
@@ -33,6 +34,7 @@ __all__ = [
     "NO_MATCH",
     "RECIPIENT_FIELDS",
     "TEMPLATE_VERSION",
+    "RecipientFields",
     "RenderedEmail",
     "browser_url",
     "clear_render_cache",

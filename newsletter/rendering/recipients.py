@@ -21,7 +21,7 @@ from newsletter.transports.base import (
     placeholder,
 )
 from subscribers.models import Subscriber
-from subscribers.tokens import make_token
+from subscribers.tokens import TokenSigner, make_token, token_signer
 
 # The per-recipient fields an issue body may contain, and their markers (unguessable per
 # process, see transports.base.placeholder): a provider's body builder reads them from here.
@@ -93,6 +93,47 @@ def preview_substitutions(settings: Settings, issue: Issue, variant: str) -> dic
             "email": PREVIEW_EMAIL,
         }
     )
+
+
+class RecipientFields:
+    """Per-recipient values of one variant's send, made in a few microseconds a recipient.
+
+    Everything shared by the recipients (link prefixes, markers, the browser link) is worked
+    out once; per person only the two tokens are signed (one payload, two MACs) and the
+    values put in place. Same values as `recipient_substitutions` and `recipient_headers`.
+    """
+
+    def __init__(self, settings: Settings, issue: Issue, variant: str) -> None:
+        base = settings.base_url
+        self._unsubscribe = token_signer(settings.secret, "unsubscribe")
+        self._preferences = token_signer(settings.secret, "preferences")
+        self._unsubscribe_prefix = check_header_value("List-Unsubscribe", f"{base}/unsubscribe/")
+        self._preferences_prefix = f"{base}/preferences/"
+        # Tokens are URL-safe base64 and dots: only the prefixes can need HTML escaping.
+        self._unsubscribe_html = html.escape(self._unsubscribe_prefix, quote=True)
+        self._preferences_html = html.escape(self._preferences_prefix, quote=True)
+        self._browser_html = html.escape(browser_url(settings, issue, variant), quote=True)
+        self._keys = tuple(placeholder(name) for name in RECIPIENT_FIELDS)
+
+    def __call__(
+        self, subject: int | str, token_version: int, email: str
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """(substitutions, headers) for one recipient; `subject` is the value tokens sign."""
+        payload = TokenSigner.payload(subject, token_version)
+        unsubscribe = self._unsubscribe.sign_payload(payload)
+        preferences = self._preferences.sign_payload(payload)
+        k_unsubscribe, k_preferences, k_browser, k_email = self._keys
+        substitutions = {
+            k_unsubscribe: self._unsubscribe_html + unsubscribe,
+            k_preferences: self._preferences_html + preferences,
+            k_browser: self._browser_html,
+            k_email: html.escape(email, quote=True),
+        }
+        headers = {
+            "List-Unsubscribe": f"<{self._unsubscribe_prefix}{unsubscribe}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
+        return substitutions, headers
 
 
 def recipient_headers(settings: Settings, subscriber: Subscriber) -> dict[str, str]:

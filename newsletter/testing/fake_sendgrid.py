@@ -22,6 +22,7 @@ import secrets
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -74,8 +75,13 @@ class ValidationFailure(Exception):
         self.field_name = field_name
 
 
-def validate_mail_send(body: Any) -> None:
-    """Raise ValidationFailure the way SendGrid answers 400 for a malformed request."""
+def validate_mail_send(body: Any, refused_addresses: Collection[str] = ()) -> None:
+    """Raise ValidationFailure the way SendGrid answers 400 for a malformed request.
+
+    `refused_addresses` are addresses the real API would call invalid although they look
+    fine to us (its address rules are its own): one of them fails the whole request with
+    a 400 naming its personalization, as SendGrid does.
+    """
     if not isinstance(body, dict):
         raise ValidationFailure("The request body must be a JSON object.")
     sender = body.get("from")
@@ -102,9 +108,12 @@ def validate_mail_send(body: Any) -> None:
                 "The to array is required for all personalization objects.", where
             )
         for kind in ("to", "cc", "bcc"):
-            for rcpt in p.get(kind) or []:
-                if not isinstance(rcpt, dict) or "@" not in str(rcpt.get("email", "")):
-                    raise ValidationFailure("Does not contain a valid address.", f"{where}.{kind}")
+            for j, rcpt in enumerate(p.get(kind) or []):
+                address = str(rcpt.get("email", "")) if isinstance(rcpt, dict) else ""
+                if "@" not in address or address in refused_addresses:
+                    raise ValidationFailure(
+                        "Does not contain a valid address.", f"{where}.{kind}.{j}.email"
+                    )
                 recipients += 1
         if not (p.get("subject") or body.get("subject")):
             raise ValidationFailure("The subject is required.", "subject")
@@ -154,6 +163,14 @@ def validate_mail_send(body: Any) -> None:
         raise ValidationFailure("At most 10 categories of at most 255 characters.", "categories")
 
 
+def _help_url(exc: ValidationFailure) -> str:
+    """The documentation link SendGrid puts in each error (`help`)."""
+    anchor = "message"
+    if exc.field_name and exc.field_name.startswith("personalizations."):
+        anchor = "message.personalizations." + exc.field_name.split(".")[2]
+    return f"http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html#{anchor}"
+
+
 def _size(mapping: dict[str, str]) -> int:
     """Bytes of keys and values, as SendGrid counts a personalization's substitutions."""
     return sum(len(k.encode()) + len(v.encode()) for k, v in mapping.items())
@@ -196,6 +213,7 @@ class FakeSendgrid:
         self.rate_limit_reset = rate_limit_reset
         self.record = record  # False: count recipients only (benchmarks keep memory flat)
         self.script: deque[int | str] = deque()  # next answers: a status code or "hang"
+        self.refused_addresses: set[str] = set()  # valid-looking, but SendGrid says 400
         self.state = FakeSendgridState()
         self._random = random.Random(seed)
         self._lock = threading.Lock()
@@ -302,13 +320,12 @@ class FakeSendgrid:
             return self._unauthorized(req)
         try:
             body = json.loads(raw)
-            validate_mail_send(body)
+            validate_mail_send(body, self.refused_addresses)
         except ValueError:
             return self._answer(req, 400, {"errors": [{"message": "Invalid JSON body"}]})
         except ValidationFailure as exc:
-            return self._answer(
-                req, 400, {"errors": [{"message": str(exc), "field": exc.field_name}]}
-            )
+            error = {"message": str(exc), "field": exc.field_name, "help": _help_url(exc)}
+            return self._answer(req, 400, {"errors": [error]})
         decision = self._decide()
         if self.latency:
             time.sleep(self.latency)

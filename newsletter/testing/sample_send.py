@@ -81,39 +81,39 @@ def seed_subscribers(
     status: str = SubscriberStatus.ACTIVE,
     prefix: str = "reader",
 ) -> list[int]:
-    """`count` subscribers `prefix{i}@example.org`, topic set i % len(sets); returns ids."""
+    """`count` subscribers `prefix{i}@example.org`, topic set i % len(sets); returns ids.
+
+    Inserted in chunks (`INSERT … RETURNING` per chunk), so a million costs no more memory
+    than the ids it returns.
+    """
     now = utcnow()
-    rows = [
-        {
-            "email": f"{prefix}{i:06d}@example.org",
-            "name": "",
-            "status": str(status),
-            "created_at": now,
-            "confirmed_at": now,
-            "suppressed_reason": "",
-            "token_version": 1,
-            "confirmations_sent_on": "",
-            "confirmations_sent_count": 0,
-        }
-        for i in range(count)
-    ]
     table = Subscriber.__table__  # type: ignore[attr-defined]
-    for start in range(0, count, CHUNK):
-        session.execute(insert(table), rows[start : start + CHUNK])
-    emails = {r["email"]: i for i, r in enumerate(rows)}
-    ids_by_index: dict[int, int] = {}
-    for sid, email in session.execute(
-        select(Subscriber.id, Subscriber.email).where(Subscriber.email.like(f"{prefix}%"))
-    ).all():
-        if email in emails:
-            ids_by_index[emails[email]] = sid
-    topic_rows = [
-        {"subscriber_id": ids_by_index[i], "topic_slug": slug}
-        for i in range(count)
-        for slug in sets[i % len(sets)]
-    ]
     topic_table = SubscriberTopic.__table__  # type: ignore[attr-defined]
-    for start in range(0, len(topic_rows), CHUNK):
-        session.execute(insert(topic_table), topic_rows[start : start + CHUNK])
+    add = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    ids: list[int] = []
+    for start in range(0, count, CHUNK):
+        rows = [
+            {
+                "email": f"{prefix}{i:06d}@example.org",
+                "name": "",
+                "status": str(status),
+                "created_at": now,
+                "confirmed_at": now,
+                "suppressed_reason": "",
+                "token_version": 1,
+                "confirmations_sent_on": "",
+                "confirmations_sent_count": 0,
+            }
+            for i in range(start, min(count, start + CHUNK))
+        ]
+        chunk_ids = list(session.execute(add, rows).scalars())
+        topic_rows = [
+            {"subscriber_id": sid, "topic_slug": slug}
+            for i, sid in enumerate(chunk_ids, start)
+            for slug in sets[i % len(sets)]
+        ]
+        if topic_rows:
+            session.execute(insert(topic_table), topic_rows)
+        ids += chunk_ids
     session.commit()
-    return [ids_by_index[i] for i in range(count)]
+    return ids
