@@ -190,6 +190,7 @@ class IssueRun:
         self._render_lock = threading.Lock()
         self._in_flight_done = threading.Event()
         self._consecutive_failures = 0
+        self._pause_decided = False  # the error budget pauses a run once
         self._counts: Counter[str] = Counter()
         self._total = 0
         self._errors: list[BaseException] = []
@@ -392,6 +393,12 @@ class IssueRun:
             failures = self._consecutive_failures
             attempted = t.sent + t.failed + t.unknown
             failed = t.failed
+            # Decided under the lock, once: with several requests in flight, the first to
+            # cross the budget names the pause (the others that fail meanwhile change nothing).
+            reason = ""
+            if not self._pause_decided:
+                reason = self._over_budget(failures, failed, attempted, last_error)
+            self._pause_decided = self._pause_decided or bool(reason)
         self._count(
             {
                 str(DeliveryStatus.SENT): tally[Outcome.SENT],
@@ -399,17 +406,23 @@ class IssueRun:
                 str(DeliveryStatus.UNKNOWN): tally[Outcome.UNKNOWN],
             }
         )
+        if reason:
+            self._pause(reason)
+
+    def _over_budget(self, failures: int, failed: int, attempted: int, last_error: str) -> str:
+        """Why the error budget pauses the send now ("" while within it)."""
         p = self.policy
         if failures >= p.max_consecutive_failures:
-            self._pause(
+            return (
                 f"the provider refused {failures} requests in a row (last: {last_error}); "
                 "resume with `newsletter issue send` once it recovers"
             )
-        elif failed >= p.min_failed_to_pause and failed > p.max_failed_fraction * attempted:
-            self._pause(
+        if failed >= p.min_failed_to_pause and failed > p.max_failed_fraction * attempted:
+            return (
                 f"{failed} of {attempted} recipients refused (last: {last_error}); see "
                 "`newsletter issue status`, then resume with `newsletter issue send`"
             )
+        return ""
 
     def _pause(self, reason: str) -> None:
         with session_scope(self.engine) as session:
