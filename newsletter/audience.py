@@ -21,8 +21,8 @@ from sqlmodel import Session, select
 from newsletter.db import read_session, session_scope
 from newsletter.models import Topic
 from newsletter.settings import Settings
-from newsletter.transports import get_transport
-from newsletter.transports.base import Batch, Outcome, Recipient
+from newsletter.transports import send_one
+from newsletter.transports.base import Outcome
 from subscribers import lifecycle
 from subscribers.models import Subscriber
 from subscribers.tokens import TokenError, make_token, read_token
@@ -83,19 +83,7 @@ def topic_names(catalog: Iterable[Topic], slugs: Iterable[str]) -> list[str]:
 
 
 def _send_one(settings: Settings, subscriber: Subscriber, subject: str, html: str, text: str):
-    batch = Batch(
-        subject=subject,
-        html=html,
-        text=text,
-        recipients=[Recipient(email=subscriber.email)],
-        from_addr=settings.from_,
-        reply_to=settings.reply_to,
-    )
-    transport = get_transport(settings)
-    try:
-        result = transport.send_batch(batch)[0]
-    finally:
-        transport.close()
+    result = send_one(settings, subscriber.email, subject, html, text)
     if result.outcome != Outcome.SENT:
         log.warning("email to subscriber %s not sent: %s", subscriber.id, result.error)
     return result

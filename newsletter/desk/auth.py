@@ -180,8 +180,8 @@ def mail_sign_in_link(settings: Settings, email: str, url: str) -> bool:
     import html as html_lib
     import logging
 
-    from newsletter.transports import get_transport
-    from newsletter.transports.base import Batch, Outcome, Recipient
+    from newsletter.transports import send_one
+    from newsletter.transports.base import Outcome
 
     minutes = f"{settings.sign_in_link_minutes:g}"
     text = (
@@ -195,18 +195,7 @@ def mail_sign_in_link(settings: Settings, email: str, url: str) -> bool:
         f"<p>The link works once, for {minutes} minutes. If you did not ask for it, ignore "
         "this email: nobody can sign in without it.</p>"
     )
-    batch = Batch(
-        subject=f"Sign in to the desk · {settings.title}",
-        html=body,
-        text=text,
-        recipients=[Recipient(email=email)],
-        from_addr=settings.from_,
-    )
-    transport = get_transport(settings)
-    try:
-        result = transport.send_batch(batch)[0]
-    finally:
-        transport.close()
+    result = send_one(settings, email, f"Sign in to the desk · {settings.title}", body, text)
     if result.outcome != Outcome.SENT:
         logging.getLogger(__name__).warning("sign-in link not sent: %s", result.error)
         return False

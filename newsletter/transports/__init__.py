@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from newsletter.transports.base import Transport
+from newsletter.transports.base import Batch, Recipient, RecipientResult, Transport
 
 if TYPE_CHECKING:
     from newsletter.settings import Settings
@@ -23,3 +23,21 @@ def get_transport(settings: Settings) -> Transport:
     from newsletter.transports.sendgrid import SendgridTransport  # type: ignore[import-not-found]
 
     return SendgridTransport(settings.sendgrid_api_key, settings.sendgrid_host)
+
+
+def send_one(settings: Settings, to: str, subject: str, html: str, text: str) -> RecipientResult:
+    """One transactional message (confirmation, welcome, desk sign-in link) through the
+    configured backend, opened and closed around it; the result says whether it went."""
+    batch = Batch(
+        subject=subject,
+        html=html,
+        text=text,
+        recipients=[Recipient(email=to)],
+        from_addr=settings.from_,
+        reply_to=settings.reply_to,
+    )
+    transport = get_transport(settings)
+    try:
+        return transport.send_batch(batch)[0]
+    finally:
+        transport.close()
