@@ -4,6 +4,7 @@ report, subscribers, paper upload and the audit log."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from email import policy
@@ -501,6 +502,29 @@ def test_paper_upload_same_messages_as_the_cli(client, engine, tmp_path) -> None
     )
     assert resp.status_code == 200 and "1 added" in resp.text
     assert "A paper" in client.get("/admin/papers?month=2026-05").text
+
+
+def test_paper_upload_over_the_body_cap_is_refused_and_imports_nothing(settings, engine) -> None:
+    client = TestClient(
+        create_app(desk_settings(settings, max_body_bytes=64 * 1024)), follow_redirects=False
+    )
+    csrf = sign_in(client)
+    assert "up to 0.1 MB" in client.get("/admin/papers").text  # the form says the limit
+    paper = {
+        "title": "Big",
+        "summary": "S" * 1000,
+        "url": "https://x.org/1",
+        "published": "2026-05",
+    }
+    big = json.dumps([{**paper, "title": f"Big {i}"} for i in range(100)]).encode()
+    resp = client.post(
+        "/admin/papers/import",
+        data={"format": "auto", "csrf_token": csrf},
+        files={"file": ("big.json", big, "application/json")},
+    )
+    assert resp.status_code == 413
+    with Session(engine) as session:
+        assert session.exec(select(Paper)).all() == []
 
 
 def test_monthly_job_leaves_an_issue_scheduled_for_later(desk, engine) -> None:

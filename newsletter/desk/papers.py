@@ -16,8 +16,6 @@ from newsletter.desk import audit
 from newsletter.models import Paper
 from newsletter.papers.store import FileImportReport, import_paths
 
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-
 
 def months(session: Session) -> list[tuple[str, int]]:
     """(YYYY-MM, papers) newest first."""
