@@ -234,6 +234,7 @@ def confirm_subscription(
 class ImportReport:
     imported: int
     confirmations_sent: int
+    suppressed_skipped: int = 0  # double opt-in rows not mailed: they bounced or complained
 
 
 def suppression_key(settings: Settings) -> bytes:
@@ -285,7 +286,9 @@ def import_subscribers(
             time.sleep(IMPORT_PAUSE_SECONDS)
     for due in owed:
         send_confirmation(settings, due.subscriber, due.topics, catalog)
-    return ImportReport(imported=len(rows), confirmations_sent=len(owed))
+    return ImportReport(
+        imported=len(rows) - len(skip), confirmations_sent=len(owed), suppressed_skipped=len(skip)
+    )
 
 
 def add_subscriber(

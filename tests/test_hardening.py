@@ -373,6 +373,15 @@ def test_export_and_erase_cover_deliveries_and_provider_events(
     assert imported.exit_code == 1 and "row 3" in imported.output
     with read_session(engine) as session:
         assert session.exec(select(Subscriber)).all() == []  # nothing of that file
+    # Without --confirmed the file imports, the suppressed address is skipped and said so.
+    opt_in = cli("subscribers", "import", str(csv_file))
+    assert opt_in.exit_code == 0, opt_in.output
+    said = " ".join(opt_in.output.split())  # Rich wraps long lines
+    assert "Imported 1 subscriber(s)" in said and "1 confirmation email(s) sent" in said
+    assert "Skipped 1 suppressed address(es)" in said
+    with read_session(engine) as session:
+        emails = session.exec(select(Subscriber.email)).scalars().all()
+        assert emails == ["friend@example.org"]
     # The person may still come back through double opt-in.
     result = audience.request_subscription(engine, settings, "bounced@example.org", [])
     assert result.send_confirmation and result.subscriber.status == "pending"

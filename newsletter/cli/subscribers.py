@@ -69,6 +69,11 @@ def import_(
         fail(f"{file}: {exc}")
     how = "active" if confirmed else f"{report.confirmations_sent} confirmation email(s) sent"
     console.print(f"Imported {report.imported} subscriber(s) from {file}; {how}.")
+    if report.suppressed_skipped:
+        console.print(
+            f"Skipped {report.suppressed_skipped} suppressed address(es): they bounced or "
+            "complained before, so nobody mails them (they can still subscribe on the site)."
+        )
 
 
 @app.command()
