@@ -135,6 +135,21 @@ def test_without_a_session_gets_redirect_or_403(client, engine) -> None:
     assert client.get("/admin/issues").status_code == 303
 
 
+def test_sign_in_posts_refuse_other_sites_and_guessing(client, desk) -> None:
+    evil = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
+    for path, data in (("/admin/sign-in", {"email": EDITOR}), ("/admin/sign-in/token", {})):
+        assert client.post(path, data=data, headers=evil).status_code == 403
+    assert mails(desk) == []
+    # Ten posts per client in ten minutes, both forms counted together; then 429.
+    answers = [
+        client.post("/admin/sign-in/token", data={"token": f"guess-{i}"}).status_code
+        for i in range(10)
+    ]
+    assert answers == [403] * 10  # wrong token
+    assert client.post("/admin/sign-in/token", data={"token": TOKEN}).status_code == 429
+    assert client.post("/admin/sign-in", data={"email": EDITOR}).status_code == 429
+
+
 def test_sign_in_by_mailed_link_once_and_same_answer_for_anyone(client, desk, engine) -> None:
     stranger = client.post("/admin/sign-in", data={"email": "stranger@example.org"})
     editor = client.post("/admin/sign-in", data={"email": EDITOR.upper()})

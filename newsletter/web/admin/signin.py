@@ -41,6 +41,15 @@ def _too_many(request: Request) -> float:
     return limiter.hit(client_address(request))
 
 
+def _refused(request: Request) -> HTMLResponse | None:
+    """The answer to a sign-in post from another site or past the per-client limit."""
+    if is_cross_site(request):
+        return error_page(request, 403, "Not allowed", "Please use the sign-in form.")
+    if _too_many(request):
+        return error_page(request, 429, "Too many requests", "Please try again in a few minutes.")
+    return None
+
+
 def _next(value: object) -> str:
     """Only a path on the desk: never an open redirect."""
     text = value if isinstance(value, str) else ""
@@ -85,11 +94,9 @@ def sign_in_page(request: Request, settings: Settings = Depends(require_desk)) -
 
 @router.post("/admin/sign-in", response_class=HTMLResponse)
 async def request_link(request: Request, settings: Settings = Depends(require_desk)) -> Response:
-    if is_cross_site(request):
-        return error_page(request, 403, "Not allowed", "Please use the sign-in form.")
-    wait = _too_many(request)
-    if wait:
-        return error_page(request, 429, "Too many requests", "Please try again in a few minutes.")
+    refused = _refused(request)
+    if refused is not None:
+        return refused
     form = await read_desk_form(request)
     raw = form.get("email", "")
     target = _next(form.get("next"))
@@ -104,11 +111,9 @@ async def request_link(request: Request, settings: Settings = Depends(require_de
 
 @router.post("/admin/sign-in/token", response_class=HTMLResponse)
 async def token_sign_in(request: Request, settings: Settings = Depends(require_desk)) -> Response:
-    if is_cross_site(request):
-        return error_page(request, 403, "Not allowed", "Please use the sign-in form.")
-    wait = _too_many(request)
-    if wait:
-        return error_page(request, 429, "Too many requests", "Please try again in a few minutes.")
+    refused = _refused(request)
+    if refused is not None:
+        return refused
     form = await read_desk_form(request)
     token = form.get("token", "")
     if not auth.admin_token_matches(settings, token if isinstance(token, str) else ""):
