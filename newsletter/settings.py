@@ -35,6 +35,16 @@ class SettingsError(Exception):
     """A setting is missing or invalid; the message is one line naming the variable."""
 
 
+def is_loopback_host(host: str) -> bool:
+    """True for a name only this machine reaches (`0.0.0.0` is every interface, not this one)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="NEWSLETTER_",
@@ -254,13 +264,7 @@ class Settings(BaseSettings):
 
     @property
     def base_url_is_loopback(self) -> bool:
-        host = urlsplit(self.base_url).hostname or ""
-        if host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback_host(urlsplit(self.base_url).hostname or "")
 
     @property
     def from_domain(self) -> str:

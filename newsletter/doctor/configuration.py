@@ -20,7 +20,8 @@ LOCAL_DOMAINS = {"localhost", "localdomain", "local", "example", "invalid", "tes
 
 
 def from_domain(settings: Settings) -> str:
-    return parseaddr(settings.from_)[1].rpartition("@")[2].lower().rstrip(".")
+    """The From domain as DNS names it (a trailing root dot dropped)."""
+    return settings.from_domain.rstrip(".")
 
 
 def is_local_domain(domain: str) -> bool:

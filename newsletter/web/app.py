@@ -9,7 +9,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from newsletter.db import get_engine, ping
-from newsletter.settings import REPO_ROOT, Settings
+from newsletter.settings import REPO_ROOT, Settings, is_loopback_host
 from newsletter.web import (
     admin,
     archive,
@@ -23,7 +23,6 @@ from newsletter.web.pages import error_page
 from newsletter.web.ratelimit import ClientRateLimiter
 from newsletter.web.request_guards import BodySizeLimitMiddleware, HostCheckMiddleware
 from newsletter.web.security import SecurityHeadersMiddleware
-from newsletter.web.server import is_loopback
 
 STATIC_DIR = REPO_ROOT / "newsletter" / "web" / "static"
 # Per client address: generous for people (a typo or two), tight for a script.
@@ -72,7 +71,9 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
     app.include_router(preview.router)
     app.include_router(webhooks.router)
     app.include_router(admin.router)
-    app.state.local_outbox = outbox_viewer.outbox_enabled(settings) and is_loopback(bind_host or "")
+    app.state.local_outbox = outbox_viewer.outbox_enabled(settings) and is_loopback_host(
+        bind_host or ""
+    )
     if app.state.local_outbox:
         app.include_router(outbox_viewer.router)
     return app

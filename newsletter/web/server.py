@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 from typing import Any
@@ -13,16 +12,6 @@ from starlette.types import ASGIApp
 from newsletter.settings import Settings
 
 _TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s\"]*", re.IGNORECASE)
-
-
-def is_loopback(host: str) -> bool:
-    """True for an interface only this machine can reach (`0.0.0.0` is every interface)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class RedactTokenFilter(logging.Filter):
