@@ -23,7 +23,7 @@ from newsletter.papers.summaries import email_summary
 from newsletter.rendering.message import RenderedEmail, header_safe
 from newsletter.rendering.message import _segments as _segments_cache
 from newsletter.rendering.note import note_html, note_text
-from newsletter.rendering.recipients import _signed_links, without_markers
+from newsletter.rendering.recipients import without_markers
 from newsletter.rendering.templates import TEMPLATE_VERSION, render_email_parts
 from newsletter.rendering.variants import EVERYTHING, NO_MATCH, parse_variant
 from newsletter.settings import Settings
@@ -389,9 +389,8 @@ def render_issue_variant(
 
 
 def clear_render_cache() -> None:
-    """Forget every cached render, split body and signed link (tests, benchmarks)."""
+    """Forget every cached render and split body (tests, benchmarks)."""
     with _cache_lock:
         _cache.clear()
         _views.clear()
     _segments_cache.cache_clear()
-    _signed_links.cache_clear()

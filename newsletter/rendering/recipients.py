@@ -7,7 +7,6 @@ once per variant and only these values are substituted into it.
 from __future__ import annotations
 
 import html
-from functools import lru_cache
 from urllib.parse import quote, urlsplit
 
 from newsletter.models import Issue
@@ -32,23 +31,14 @@ PREVIEW_EMAIL = "subscriber@example.org"
 
 
 def recipient_links(settings: Settings, subscriber: Subscriber) -> dict[str, str]:
-    """Signed unsubscribe and preferences URLs for one subscriber."""
+    """Signed unsubscribe and preferences URLs for one subscriber (one at a time: a bulk
+    send uses `RecipientFields`, which signs both from one payload)."""
     assert subscriber.id is not None, "subscriber must be saved before links are signed"
-    unsubscribe, preferences = _signed_links(
-        settings.base_url, settings.secret, subscriber.public_id, subscriber.token_version
-    )
-    return {"unsubscribe_url": unsubscribe, "preferences_url": preferences}
-
-
-@lru_cache(maxsize=4096)
-def _signed_links(base: str, secret: str, public_id: str, version: int) -> tuple[str, str]:
-    # Memoised: a send asks for the same recipient's links twice (body and headers), and
-    # signing is most of the per-recipient cost. Keyed by token version and secret, so an
-    # invalidated token is never handed out again.
-    return (
-        f"{base}/unsubscribe/{make_token(secret, 'unsubscribe', public_id, version)}",
-        f"{base}/preferences/{make_token(secret, 'preferences', public_id, version)}",
-    )
+    return {
+        f"{purpose}_url": f"{settings.base_url}/{purpose}/"
+        + make_token(settings.secret, purpose, subscriber.public_id, subscriber.token_version)
+        for purpose in ("unsubscribe", "preferences")
+    }
 
 
 def browser_url(settings: Settings, issue: Issue, variant: str) -> str:
