@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import typer
@@ -34,8 +33,7 @@ def preview(
     from newsletter.errors import NewsletterError
     from newsletter.rendering.preview import parse_topics_option, render_preview, size_line
 
-    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
-        fail(f"month must look like 2026-05 (got {month!r})", code=2)
+    _check_month(month)
     try:
         with session_scope(engine()) as session:
             result = render_preview(session, month, parse_topics_option(topics), settings())
@@ -173,8 +171,9 @@ def candidates(month: str = typer.Argument(..., metavar="YYYY-MM")) -> None:
 
 def _check_month(month: str) -> None:
     from newsletter.cli.common import fail
+    from newsletter.issues import MONTH_RE
 
-    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
+    if not MONTH_RE.match(month):
         fail(f"month must look like 2026-05 (got {month!r})", code=2)
 
 
