@@ -13,11 +13,12 @@ link already sent stay valid).
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import json
 import time
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
+from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode, int_to_bytes, want_bytes
@@ -58,6 +59,17 @@ class TokenSigner:
         self._key = signer.derive_key()
         self._digest = signer.digest_method
         self._sep = want_bytes(signer.sep)
+        self._inner, self._outer = _hmac_pads(self._key, self._digest)
+        self._stamp = (-1, b"")  # (timestamp, its encoded part): one per second, shared
+
+    def _mac(self, value: bytes) -> bytes:
+        """HMAC(key, value), the same bytes as `hmac.digest`, from the two padded-key hash
+        states prepared once: copying them is a third of the cost of a new HMAC each time."""
+        inner = self._inner.copy()
+        inner.update(value)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
     @staticmethod
     def payload(subject: int | str, token_version: int) -> bytes:
@@ -72,12 +84,24 @@ class TokenSigner:
 
     def sign_payload(self, payload: bytes, timestamp: int | None = None) -> str:
         stamp = int(time.time()) if timestamp is None else timestamp
-        value = payload + self._sep + base64_encode(int_to_bytes(stamp))
-        mac = hmac.digest(self._key, value, self._digest)
-        return (value + self._sep + base64_encode(mac)).decode("ascii")
+        cached = self._stamp
+        if cached[0] != stamp:
+            cached = self._stamp = (stamp, self._sep + base64_encode(int_to_bytes(stamp)))
+        value = payload + cached[1]
+        return (value + self._sep + base64_encode(self._mac(value))).decode("ascii")
 
     def sign(self, subject: int | str, token_version: int, timestamp: int | None = None) -> str:
         return self.sign_payload(self.payload(subject, token_version), timestamp)
+
+
+def _hmac_pads(key: bytes, digest: object) -> tuple[Any, Any]:
+    """The HMAC inner and outer hash states after the padded key (RFC 2104)."""
+    new = digest if callable(digest) else partial(hashlib.new, str(digest))
+    block = new().block_size
+    if len(key) > block:
+        key = new(key).digest()
+    key = key.ljust(block, b"\0")
+    return new(bytes(b ^ 0x36 for b in key)), new(bytes(b ^ 0x5C for b in key))
 
 
 @lru_cache(maxsize=64)

@@ -347,3 +347,25 @@ def test_cli_add_list_export_remove(settings, engine, tmp_path: Path) -> None:
     with Session(engine) as session:
         emails = sorted(s.email for s in session.exec(select(Subscriber)).all())
     assert emails == ["frank@example.org"]
+
+
+def test_prepared_hmac_matches_the_standard_library() -> None:
+    """The signer's HMAC from prepared pads is RFC 2104 HMAC: same bytes as `hmac.digest`,
+    for the derived 20-byte key and for keys longer than a block (hashed first)."""
+    import hashlib
+    import hmac
+
+    from subscribers.tokens import _hmac_pads, token_signer
+
+    signer = token_signer("s" * 40, "unsubscribe")
+    for value in (b"", b"x", b"WyJhYmMiLDNd.aFJ2gA", bytes(range(256)) * 3):
+        assert signer._mac(value) == hmac.digest(signer._key, value, "sha1")
+    for key in (b"k", b"k" * 64, b"k" * 65, bytes(range(200))):
+        inner, outer = _hmac_pads(key, hashlib.sha1)
+        inner.update(b"message")
+        outer.update(inner.digest())
+        assert outer.digest() == hmac.digest(key, b"message", "sha1")
+        inner, outer = _hmac_pads(key, "sha256")
+        inner.update(b"message")
+        outer.update(inner.digest())
+        assert outer.digest() == hmac.digest(key, b"message", "sha256")
