@@ -6,7 +6,7 @@ import threading
 from collections import Counter
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlmodel import Session
 
 from newsletter.delivery import (
@@ -268,6 +268,69 @@ def test_claims_skip_rows_held_by_another_worker(engine, session, small_settings
     assert first and second
     assert not {d.id for d in first.deliveries} & {d.id for d in second.deliveries}
     assert len(first.deliveries) == 10 and len(second.deliveries) == 10
+
+
+def test_a_claim_records_the_previous_batch_in_the_same_commit(
+    engine, session, small_settings, audience
+):
+    """The next claim writes the last batch's outcomes first, in its own transaction; when
+    nothing is left to claim, the outcomes are still written."""
+    from newsletter.delivery.claim import OutcomeKind, claim_batch
+
+    issue, _ = audience
+    begin_sending(session, issue)
+    plan_deliveries(session, issue, small_settings)
+    worker, issue_id = "a:1:x", issue.id  # read before the session expires it
+    batch = claim_batch(engine, issue_id, worker, 10)
+    assert batch is not None and _statuses(session, issue) == {"pending": 50, "claimed": 10}
+    for _ in range(6):
+        outcomes = {OutcomeKind("sent", "msg-1"): [d.id for d in batch.deliveries]}
+        batch = claim_batch(engine, issue_id, worker, 10, outcomes=outcomes)
+        if batch is None:
+            break
+        counts = _statuses(session, issue)
+        assert counts["claimed"] == 10  # one batch held at a time
+    assert batch is None
+    assert _statuses(session, issue) == {"sent": 60}
+    session.expire_all()
+    rows = session.execute(select(Delivery).where(Delivery.issue_id == issue_id)).scalars()
+    assert {(d.provider_message_id, d.claimed_by, d.attempts) for d in rows} == {("msg-1", "", 1)}
+    session.rollback()
+
+
+def test_outcomes_are_written_before_a_rate_limited_wait(engine, session, small_settings, audience):
+    """With a send rate, a thread waits between batches: its last outcomes are written
+    before it waits, not held in memory until its next claim."""
+    from newsletter.db import reader
+
+    issue, _ = audience
+    issue_id = issue.id
+    slow = small_settings.model_copy(update={"send_rate": 20.0, "send_concurrency": 1})
+    seen: list[dict[str, int]] = []
+    timers: list[threading.Timer] = []
+
+    def look() -> None:  # halfway through the half-second wait before the next batch
+        with reader(engine).connect() as conn:
+            rows = conn.execute(
+                select(Delivery.status, func.count())
+                .where(Delivery.issue_id == issue_id)
+                .group_by(Delivery.status)
+            )
+            seen.append(dict(rows.all()))
+
+    class Watching(OutboxTransport):
+        def send_batch(self, batch: Batch) -> list[RecipientResult]:
+            results = super().send_batch(batch)
+            timers.append(threading.Timer(0.25, look))
+            timers[-1].start()
+            return results
+
+    report = send_issue(engine, slow, MONTH, transport=Watching(slow.outbox_dir))
+    for t in timers:
+        t.join()
+    assert report.totals == {"sent": 60}
+    assert [s.get("sent", 0) for s in seen] == [10 * i for i in range(1, 7)], seen
+    assert not any(s.get("claimed") for s in seen), seen
 
 
 def test_expired_lease_of_a_dead_sender_becomes_unknown(engine, session, small_settings, audience):

@@ -32,6 +32,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from newsletter.db import session_scope
 from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus
@@ -102,6 +103,32 @@ def _ids_in(column: ColumnElement[int], ids: Sequence[int], dialect: str) -> Col
     return column.in_(list(ids))
 
 
+_VARIANT_TRIES = 3
+
+
+def _claim_statement(pick: Any, lease: dict[str, Any], now: datetime, dialect: str) -> Any:
+    """UPDATE the picked rows to `claimed` under this lease, RETURNING what sending needs."""
+    claim = update(_D).values(status=CLAIMED, updated_at=now, **lease)
+    if dialect == "postgresql":
+        # `id = ANY(ARRAY(subquery))`: the picked ids become one array, looked up by
+        # primary key. As `id IN (subquery)` or a CTE join, PostgreSQL hashes the whole
+        # table for every claim, which grows with the list.
+        picked = func.array(pick.with_for_update(skip_locked=True).scalar_subquery())
+        return claim.where(_D.c.id == any_(picked), _S.c.id == _D.c.subscriber_id).returning(
+            _D.c.id, _D.c.attempts, _S.c.public_id, _S.c.email, _S.c.token_version, _S.c.status
+        )
+    # SQLite's RETURNING cannot name a joined table; subqueries it can
+    of_subscriber = partial(_subscriber_column, _D.c.subscriber_id)
+    return claim.where(_D.c.id.in_(pick.scalar_subquery())).returning(
+        _D.c.id,
+        _D.c.attempts,
+        of_subscriber(_S.c.public_id),
+        of_subscriber(_S.c.email),
+        of_subscriber(_S.c.token_version),
+        of_subscriber(_S.c.status),
+    )
+
+
 def claim_batch(
     engine: Engine,
     issue_id: int,
@@ -109,16 +136,23 @@ def claim_batch(
     limit: int,
     *,
     lease_seconds: float = LEASE_SECONDS,
+    outcomes: Mapping[OutcomeKind, Sequence[int]] | None = None,
 ) -> ClaimedBatch | None:
     """Lease up to `limit` pending deliveries of one variant; None when none is ready.
 
     One UPDATE takes the lease and returns plain rows of the columns sending needs. In the
     same transaction, recipients who are no longer active are marked `skipped`: an
     unsubscribe that arrives mid-send is honoured for every batch not yet claimed.
+
+    `outcomes` (of this worker's previous batch) are recorded in the same transaction,
+    first: a thread moves from one batch to the next in one commit, and never holds more
+    than one batch's rows.
     """
     now = utcnow()
     dialect = engine.dialect.name
     with session_scope(engine) as session:
+        if outcomes:
+            _write_outcomes(session, worker_id, outcomes, dialect)
         status = session.execute(select(Issue.status).where(Issue.id == issue_id)).scalar()
         if status != str(IssueStatus.SENDING):
             return None
@@ -127,35 +161,23 @@ def claim_batch(
             _D.c.status == PENDING,
             or_(_D.c.lease_until.is_(None), _D.c.lease_until <= now),
         )
-        variant = session.execute(select(_D.c.variant).where(*ready).limit(1)).scalar()
-        if variant is None:
-            return None
-        pick = select(_D.c.id).where(*ready, _D.c.variant == variant).limit(limit)
-        claim = update(_D).values(
-            status=CLAIMED,
-            claimed_by=worker_id,
-            lease_until=now + timedelta(seconds=lease_seconds),
-            updated_at=now,
-        )
-        if dialect == "postgresql":
-            # `id = ANY(ARRAY(subquery))`: the picked ids become one array, looked up by
-            # primary key. As `id IN (subquery)` or a CTE join, PostgreSQL hashes the whole
-            # table for every claim, which grows with the list.
-            picked = func.array(pick.with_for_update(skip_locked=True).scalar_subquery())
-            claim = claim.where(_D.c.id == any_(picked), _S.c.id == _D.c.subscriber_id).returning(
-                _D.c.id, _D.c.attempts, _S.c.public_id, _S.c.email, _S.c.token_version, _S.c.status
-            )
-        else:  # SQLite's RETURNING cannot name a joined table; subqueries it can
-            of_subscriber = partial(_subscriber_column, _D.c.subscriber_id)
-            claim = claim.where(_D.c.id.in_(pick.scalar_subquery())).returning(
-                _D.c.id,
-                _D.c.attempts,
-                of_subscriber(_S.c.public_id),
-                of_subscriber(_S.c.email),
-                of_subscriber(_S.c.token_version),
-                of_subscriber(_S.c.status),
-            )
-        rows = session.execute(claim).all()
+        lease = {"claimed_by": worker_id, "lease_until": now + timedelta(seconds=lease_seconds)}
+        tried: list[str] = []
+        rows: Sequence[Any] = []
+        # Another worker may be claiming the last ready rows of the variant picked here
+        # (PostgreSQL skips its locked rows): then try another variant, a few times, rather
+        # than come back empty and make the caller look again.
+        while not rows and len(tried) < _VARIANT_TRIES:
+            # Not `FOR UPDATE SKIP LOCKED` here: locking the row that names the variant
+            # makes a concurrent claim of the same variant skip it, splitting a batch 99 + 1.
+            variant = session.execute(
+                select(_D.c.variant).where(*ready, _D.c.variant.not_in(tried)).limit(1)
+            ).scalar()
+            if variant is None:
+                return None
+            tried.append(variant)
+            pick = select(_D.c.id).where(*ready, _D.c.variant == variant).limit(limit)
+            rows = session.execute(_claim_statement(pick, lease, now, dialect)).all()
         if not rows:
             return None
         active: list[ClaimedDelivery] = []
@@ -209,57 +231,64 @@ class OutcomeKind(NamedTuple):
 def record_outcomes(
     engine: Engine, worker_id: str, outcomes: Mapping[OutcomeKind, Sequence[int]]
 ) -> None:
-    """Store outcomes (kind -> delivery ids) and release the leases, in one transaction.
+    """Store outcomes (kind -> delivery ids) and release the leases, in one transaction."""
+    if not outcomes:
+        return
+    with session_scope(engine) as session:
+        _write_outcomes(session, worker_id, outcomes, engine.dialect.name)
 
-    Set-based: one UPDATE per kind (a batch's request has one message id, one error, one
+
+def _write_outcomes(
+    session: Session,
+    worker_id: str,
+    outcomes: Mapping[OutcomeKind, Sequence[int]],
+    dialect: str,
+) -> None:
+    """Set-based: one UPDATE per kind (a batch's request has one message id, one error, one
     retry time), whatever the batch size; kinds of one row each (SMTP's per-message ids)
     go in one executemany. Only rows this worker still holds (or that were declared unknown
     after its lease ran out) are written, so a late answer can still turn an `unknown` into
     the truth.
     """
-    if not outcomes:
-        return
     now = utcnow()
-    dialect = engine.dialect.name
     held = (
         _D.c.claimed_by == worker_id,
         or_(_D.c.status == CLAIMED, _D.c.status == str(DeliveryStatus.UNKNOWN)),
     )
     sent = str(DeliveryStatus.SENT)
     singles = []
-    with session_scope(engine) as session:
-        for kind, ids in outcomes.items():
-            values = {
-                "status": kind.status,
-                "provider_message_id": kind.message_id[:200],
-                "error": kind.error[:2000],
-                "lease_until": kind.not_before,
-                "sent_at": now if kind.status == sent else None,
-            }
-            if len(ids) == 1:
-                singles.append({"b_id": ids[0], **{f"b_{k}": v for k, v in values.items()}})
-                continue
-            session.execute(
-                update(_D)
-                .where(_ids_in(_D.c.id, ids, dialect), *held)
-                .values(**values, attempts=_D.c.attempts + 1, claimed_by="", updated_at=now)
-            )
-        if singles:
-            session.execute(
-                update(_D)
-                .where(_D.c.id == bindparam("b_id"), *held)
-                .values(
-                    status=bindparam("b_status"),
-                    provider_message_id=bindparam("b_provider_message_id"),
-                    error=bindparam("b_error"),
-                    lease_until=bindparam("b_lease_until"),
-                    sent_at=bindparam("b_sent_at"),
-                    attempts=_D.c.attempts + 1,
-                    claimed_by="",
-                    updated_at=now,
-                ),
-                singles,
-            )
+    for kind, ids in outcomes.items():
+        values = {
+            "status": kind.status,
+            "provider_message_id": kind.message_id[:200],
+            "error": kind.error[:2000],
+            "lease_until": kind.not_before,
+            "sent_at": now if kind.status == sent else None,
+        }
+        if len(ids) == 1:
+            singles.append({"b_id": ids[0], **{f"b_{k}": v for k, v in values.items()}})
+            continue
+        session.execute(
+            update(_D)
+            .where(_ids_in(_D.c.id, ids, dialect), *held)
+            .values(**values, attempts=_D.c.attempts + 1, claimed_by="", updated_at=now)
+        )
+    if singles:
+        session.execute(
+            update(_D)
+            .where(_D.c.id == bindparam("b_id"), *held)
+            .values(
+                status=bindparam("b_status"),
+                provider_message_id=bindparam("b_provider_message_id"),
+                error=bindparam("b_error"),
+                lease_until=bindparam("b_lease_until"),
+                sent_at=bindparam("b_sent_at"),
+                attempts=_D.c.attempts + 1,
+                claimed_by="",
+                updated_at=now,
+            ),
+            singles,
+        )
 
 
 def release(engine: Engine, worker_id: str, delivery_ids: Iterable[int]) -> None:

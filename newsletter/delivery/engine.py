@@ -26,6 +26,7 @@ from sqlmodel import Session
 
 from newsletter.db import session_scope
 from newsletter.delivery import claim as store
+from newsletter.delivery.heap import quiet_gc
 from newsletter.delivery.pacing import RateLimiter, RetryPolicy
 from newsletter.delivery.plan import (
     PLANNING_REASON,
@@ -186,6 +187,7 @@ class IssueRun:
         self.totals = RunTotals()
         self.halt = threading.Event()  # paused or failed: every thread of this run stops
         self._lock = threading.Lock()
+        self._outcomes = threading.local()  # .pending: a thread's outcomes not yet written
         self._renders: dict[str, tuple[RenderedEmail, RecipientFields]] = {}
         self._render_lock = threading.Lock()
         self._in_flight_done = threading.Event()
@@ -206,6 +208,13 @@ class IssueRun:
         # is what a crash turns into `unknown`, so the claim-to-request gap stays short.
         for variant in store.pending_variants(self.engine, self.issue.id):  # type: ignore[arg-type]
             self._rendered(variant)
+        with quiet_gc():
+            self._run_threads()
+        if self._errors:
+            raise self._errors[0]
+        return self.totals
+
+    def _run_threads(self) -> None:
         threads = [
             threading.Thread(target=self._worker, name=f"send-{i}", daemon=True)
             for i in range(self.settings.send_concurrency)
@@ -218,9 +227,6 @@ class IssueRun:
             t.join()
         self._in_flight_done.set()
         heartbeat.join()
-        if self._errors:
-            raise self._errors[0]
-        return self.totals
 
     def _renew_leases(self) -> None:
         """Keep the leases of this run's batches in flight alive: a slow request must not
@@ -234,17 +240,34 @@ class IssueRun:
 
     def _worker(self) -> None:
         try:
-            while not (self.stop.is_set() or self.halt.is_set()):
-                if not self._one_batch():
-                    break
+            try:
+                while not (self.stop.is_set() or self.halt.is_set()):
+                    if not self._one_batch():
+                        break
+            finally:
+                self._flush_outcomes()
         except BaseException as exc:  # surfaced by run(); siblings stop too
             self.halt.set()
             with self._lock:
                 self._errors.append(exc)
 
+    def _flush_outcomes(self) -> None:
+        """Write this thread's last outcomes now (they wait to ride with its next claim)."""
+        outcomes = getattr(self._outcomes, "pending", None)
+        if outcomes:
+            store.record_outcomes(self.engine, self.worker_id, outcomes)
+        self._outcomes.pending = None
+
     def _one_batch(self) -> bool:
-        """Claim and send one batch; False when there is nothing more for this thread."""
+        """Claim and send one batch; False when there is nothing more for this thread.
+
+        The previous batch's outcomes are recorded by the claim of the next (one commit
+        per batch), unless the rate limiter is about to make this thread wait: an outcome
+        never waits in memory longer than it takes to claim.
+        """
         size = self.settings.batch_size
+        if self.limiter.would_wait():
+            self._flush_outcomes()
         self.limiter.acquire(size, self.stop)
         if self.stop.is_set() or self.halt.is_set():
             self.limiter.refund(size)
@@ -255,7 +278,9 @@ class IssueRun:
             self.worker_id,
             size,
             lease_seconds=self.settings.send_lease_seconds,
+            outcomes=getattr(self._outcomes, "pending", None),
         )
+        self._outcomes.pending = None
         if batch is None:
             self.limiter.refund(size)
             return self._wait_for_work()
@@ -377,7 +402,7 @@ class IssueRun:
             )
             groups.setdefault(unknown, []).extend(d.id for d in short)
             tally[Outcome.UNKNOWN] += len(short)
-        store.record_outcomes(self.engine, self.worker_id, groups)
+        self._outcomes.pending = groups  # written by this thread's next claim or flush
         if retry_after:
             self.limiter.hold(retry_after)
         with self._lock:

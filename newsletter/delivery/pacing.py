@@ -32,6 +32,11 @@ class RateLimiter:
             else:
                 time.sleep(delay)
 
+    def would_wait(self) -> bool:
+        """True when an `acquire` now would sleep (a rate limit or a provider's hold)."""
+        with self._lock:
+            return max(self._next_free, self._hold_until) > time.monotonic()
+
     def refund(self, recipients: int) -> None:
         """Return a reservation that was not used (the claim came back smaller)."""
         if self.rate > 0 and recipients > 0:
