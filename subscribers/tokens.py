@@ -16,14 +16,25 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from binascii import b2a_base64
 from dataclasses import dataclass
 from functools import lru_cache, partial
+from json.encoder import encode_basestring as _json_string  # type: ignore[attr-defined]
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode, int_to_bytes, want_bytes
 
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # the serializer's JSON
+# The serializer's JSON: compact, and UTF-8 rather than \u escapes (ensure_ascii=False).
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_URL_SAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def _b64(data: bytes) -> bytes:
+    """itsdangerous' `base64_encode` (URL-safe alphabet, no padding) without its wrappers."""
+    return b2a_base64(data, newline=False).translate(_URL_SAFE).rstrip(b"=")
+
+
 PURPOSES = frozenset({"confirm", "preferences", "unsubscribe", "browser"})
 
 
@@ -78,9 +89,12 @@ class TokenSigner:
         Compact JSON in URL-safe base64, as the serializer writes it. (The serializer would
         zlib-compress a payload that shrinks; these never do, and `loads` reads both forms.)
         """
-        if type(subject) is int and type(token_version) is int:
-            return base64_encode(f"[{subject},{token_version}]")  # the same JSON, cheaper
-        return base64_encode(_COMPACT_JSON.encode([subject, token_version]))
+        if type(token_version) is int:  # the same JSON, written directly
+            if type(subject) is str:
+                return _b64(f"[{_json_string(subject)},{token_version}]".encode())
+            if type(subject) is int:
+                return _b64(f"[{subject},{token_version}]".encode("ascii"))
+        return _b64(_COMPACT_JSON.encode([subject, token_version]).encode())
 
     def sign_payload(self, payload: bytes, timestamp: int | None = None) -> str:
         stamp = int(time.time()) if timestamp is None else timestamp
@@ -88,7 +102,7 @@ class TokenSigner:
         if cached[0] != stamp:
             cached = self._stamp = (stamp, self._sep + base64_encode(int_to_bytes(stamp)))
         value = payload + cached[1]
-        return (value + self._sep + base64_encode(self._mac(value))).decode("ascii")
+        return (value + self._sep + _b64(self._mac(value))).decode("ascii")
 
     def sign(self, subject: int | str, token_version: int, timestamp: int | None = None) -> str:
         return self.sign_payload(self.payload(subject, token_version), timestamp)

@@ -217,7 +217,7 @@ def test_cached_signer_makes_the_serializers_exact_tokens(settings) -> None:
 
     for purpose in ("unsubscribe", "preferences"):
         reference = URLSafeTimedSerializer(settings.secret, salt=f"newsletter.{purpose}", signer=At)
-        for subject in (7, 123_456, "r4nd0m-Public_Id"):
+        for subject in (7, 123_456, "r4nd0m-Public_Id", 'quote " slash \\ é ✓', ""):
             expected = reference.dumps([subject, 3])
             assert token_signer(settings.secret, purpose).sign(subject, 3, 1_790_000_000) == (
                 expected
