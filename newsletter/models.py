@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     Text,
     UniqueConstraint,
+    text,
     true,
 )
 from sqlmodel import Field, SQLModel
@@ -141,7 +142,21 @@ class DeliveryStatus(StrEnum):
 class Delivery(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("issue_id", "subscriber_id"),
-        Index("ix_delivery_claim", "issue_id", "status", "variant"),
+        # What a send looks for: ready rows by variant, held rows by holder (migration 0006).
+        Index(
+            "ix_delivery_ready",
+            "issue_id",
+            "variant",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_delivery_held",
+            "issue_id",
+            "claimed_by",
+            postgresql_where=text("status = 'claimed'"),
+            sqlite_where=text("status = 'claimed'"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

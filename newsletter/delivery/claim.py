@@ -27,6 +27,7 @@ from sqlalchemy import (
     bindparam,
     func,
     literal,
+    literal_column,
     or_,
     select,
     update,
@@ -44,6 +45,11 @@ _S = Subscriber.__table__  # type: ignore[attr-defined]
 _ACTIVE = str(SubscriberStatus.ACTIVE)
 PENDING = str(DeliveryStatus.PENDING)
 CLAIMED = str(DeliveryStatus.CLAIMED)
+# Ready and held rows are found through partial indexes (`WHERE status = 'pending'` /
+# `'claimed'`); a planner can use one only when the query names the same constant, not a
+# bound parameter (SQLite never does, PostgreSQL not in a generic plan).
+IS_PENDING = _D.c.status == literal_column(f"'{PENDING}'")
+IS_CLAIMED = _D.c.status == literal_column(f"'{CLAIMED}'")
 FINAL = (
     str(DeliveryStatus.SENT),
     str(DeliveryStatus.FAILED),
@@ -158,7 +164,7 @@ def claim_batch(
             return None
         ready = (
             _D.c.issue_id == issue_id,
-            _D.c.status == PENDING,
+            IS_PENDING,
             or_(_D.c.lease_until.is_(None), _D.c.lease_until <= now),
         )
         lease = {"claimed_by": worker_id, "lease_until": now + timedelta(seconds=lease_seconds)}
@@ -170,9 +176,10 @@ def claim_batch(
         while not rows and len(tried) < _VARIANT_TRIES:
             # Not `FOR UPDATE SKIP LOCKED` here: locking the row that names the variant
             # makes a concurrent claim of the same variant skip it, splitting a batch 99 + 1.
-            variant = session.execute(
-                select(_D.c.variant).where(*ready, _D.c.variant.not_in(tried)).limit(1)
-            ).scalar()
+            first = select(_D.c.variant).where(*ready).limit(1)
+            if tried:
+                first = first.where(_D.c.variant.not_in(tried))
+            variant = session.execute(first).scalar()
             if variant is None:
                 return None
             tried.append(variant)
@@ -213,7 +220,7 @@ def renew_leases(engine: Engine, issue_id: int, worker_id: str, lease_seconds: f
     with session_scope(engine) as session:
         result = session.execute(
             update(_D)
-            .where(_D.c.issue_id == issue_id, _D.c.status == CLAIMED, _D.c.claimed_by == worker_id)
+            .where(_D.c.issue_id == issue_id, IS_CLAIMED, _D.c.claimed_by == worker_id)
             .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
         )
         return result.rowcount or 0
@@ -315,9 +322,7 @@ def recover_abandoned(engine: Engine, issue_id: int) -> int:
     with session_scope(engine) as session:
         holders = (
             session.execute(
-                select(_D.c.claimed_by)
-                .where(_D.c.issue_id == issue_id, _D.c.status == CLAIMED)
-                .distinct()
+                select(_D.c.claimed_by).where(_D.c.issue_id == issue_id, IS_CLAIMED).distinct()
             )
             .scalars()
             .all()
@@ -328,7 +333,7 @@ def recover_abandoned(engine: Engine, issue_id: int) -> int:
             who = or_(who, _D.c.claimed_by.in_(dead))
         result = session.execute(
             update(_D)
-            .where(_D.c.issue_id == issue_id, _D.c.status == CLAIMED, who)
+            .where(_D.c.issue_id == issue_id, IS_CLAIMED, who)
             .values(
                 status=str(DeliveryStatus.UNKNOWN),
                 error=literal("sender ")
@@ -356,9 +361,7 @@ def pending_variants(engine: Engine, issue_id: int) -> list[str]:
     with session_scope(engine) as session:
         return list(
             session.execute(
-                select(_D.c.variant)
-                .where(_D.c.issue_id == issue_id, _D.c.status == PENDING)
-                .distinct()
+                select(_D.c.variant).where(_D.c.issue_id == issue_id, IS_PENDING).distinct()
             ).scalars()
         )
 
@@ -380,18 +383,18 @@ def backlog(engine: Engine, issue_id: int, worker_id: str) -> Backlog:
         pending_ready = session.execute(
             select(func.count()).where(
                 _D.c.issue_id == issue_id,
-                _D.c.status == PENDING,
+                IS_PENDING,
                 or_(_D.c.lease_until.is_(None), _D.c.lease_until <= now),
             )
         ).scalar_one()
         later = session.execute(
             select(func.min(_D.c.lease_until)).where(
-                _D.c.issue_id == issue_id, _D.c.status == PENDING, _D.c.lease_until > now
+                _D.c.issue_id == issue_id, IS_PENDING, _D.c.lease_until > now
             )
         ).scalar()
         claimed = session.execute(
             select(_D.c.claimed_by, func.count())
-            .where(_D.c.issue_id == issue_id, _D.c.status == CLAIMED)
+            .where(_D.c.issue_id == issue_id, IS_CLAIMED)
             .group_by(_D.c.claimed_by)
         ).all()
     mine = sum(n for holder, n in claimed if holder == worker_id)
