@@ -27,6 +27,7 @@ import argparse
 import http.client
 import json
 import multiprocessing
+import os
 import resource
 import shutil
 import sys
@@ -76,6 +77,23 @@ class NoopTransport:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far, from /proc/stat (0, 0 elsewhere):
+    how busy all cores were during a step, the worker, PostgreSQL and the fake together."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:9]]
+    except OSError:
+        return 0, 0
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return sum(ticks) - idle, sum(ticks)
 
 
 def settings_for(root: str, url: str, **kw: object):
@@ -268,10 +286,20 @@ def step_drain(root: str, url: str) -> dict[str, float]:
     engine = make_engine(url)
     transport = NoopTransport()
     stop = threading.Event()
+    busy, total = machine_ticks()
+    cpu = cpu_seconds()
     start = time.time()
     done = drain(engine, settings, worker_id=new_worker_id(), stop=stop, transport=transport)
     end = time.time()
-    return {"start": start, "end": end, "recipients": done, "rss": peak_rss_mb()}
+    busy2, total2 = machine_ticks()
+    return {
+        "start": start,
+        "end": end,
+        "recipients": done,
+        "rss": peak_rss_mb(),
+        "cpu": cpu_seconds() - cpu,
+        "machine_busy": (busy2 - busy) / max(1, total2 - total),
+    }
 
 
 def build_bodies(root: str, url: str, limit: int) -> list[bytes]:
@@ -475,6 +503,8 @@ def main() -> None:
                 "seconds": max(x["end"] for x in results) - min(x["start"] for x in results),
                 "rss": max(x["rss"] for x in results),
                 "shares": [x["recipients"] for x in results],
+                "cpu": [x["cpu"] for x in results],
+                "machine_busy": sum(x["machine_busy"] for x in results) / len(results),
             }
             print(
                 f"(e) {args.workers} workers, no-op transport: {many['seconds']:.1f}s", flush=True
@@ -524,15 +554,19 @@ def main() -> None:
         f"plan {plan['seconds']:.1f}s (target < 20 s), peak RSS {plan['rss']:.0f} MB "
         f"(target < 200 MB); re-plan {plan['replan']:.1f}s"
     )
+    cores = os.cpu_count() or 1
     print(
         f"one worker drains {n / one['seconds']:,.0f} recipients/s (target ≥ 25,000), "
-        f"peak RSS {one['rss']:.0f} MB (target < 200 MB)"
+        f"peak RSS {one['rss']:.0f} MB (target < 200 MB); its CPU {one['cpu']:.1f}s, "
+        f"the machine's {cores} cores {one['machine_busy']:.0%} busy"
     )
     if many:
         print(
             f"{args.workers} workers: {n / many['seconds']:,.0f} recipients/s "
             f"({one['seconds'] / many['seconds']:.2f}× one worker), shares {many['shares']}, "
-            "every recipient exactly once"
+            f"every recipient exactly once; their CPU "
+            f"{' + '.join(f'{c:.1f}s' for c in many['cpu'])}, the machine's {cores} cores "
+            f"{many['machine_busy']:.0%} busy"
         )
     print(f"naive vs pipeline: {naive_total / sendgrid['seconds']:.0f}x slower per subscriber")
 
