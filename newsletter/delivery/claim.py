@@ -109,7 +109,7 @@ def _ids_in(column: ColumnElement[int], ids: Sequence[int], dialect: str) -> Col
     return column.in_(list(ids))
 
 
-_VARIANT_TRIES = 3
+_VARIANT_TRIES = 4  # the preferred variant, then up to three found ready
 
 
 def _claim_statement(pick: Any, lease: dict[str, Any], now: datetime, dialect: str) -> Any:
@@ -143,6 +143,7 @@ def claim_batch(
     *,
     lease_seconds: float = LEASE_SECONDS,
     outcomes: Mapping[OutcomeKind, Sequence[int]] | None = None,
+    prefer: str | None = None,
 ) -> ClaimedBatch | None:
     """Lease up to `limit` pending deliveries of one variant; None when none is ready.
 
@@ -174,12 +175,17 @@ def claim_batch(
         # (PostgreSQL skips its locked rows): then try another variant, a few times, rather
         # than come back empty and make the caller look again.
         while not rows and len(tried) < _VARIANT_TRIES:
-            # Not `FOR UPDATE SKIP LOCKED` here: locking the row that names the variant
-            # makes a concurrent claim of the same variant skip it, splitting a batch 99 + 1.
-            first = select(_D.c.variant).where(*ready).limit(1)
-            if tried:
-                first = first.where(_D.c.variant.not_in(tried))
-            variant = session.execute(first).scalar()
+            if prefer is not None and not tried:
+                # The caller's last variant first: most claims find more of it, and looking
+                # for "any ready row" walks past the index entries of every row claimed.
+                variant: str | None = prefer
+            else:
+                # Not `FOR UPDATE SKIP LOCKED` here: locking the row that names the variant
+                # makes a concurrent claim of the same variant skip it (a batch of 99 + 1).
+                first = select(_D.c.variant).where(*ready).limit(1)
+                if tried:
+                    first = first.where(_D.c.variant.not_in(tried))
+                variant = session.execute(first).scalar()
             if variant is None:
                 return None
             tried.append(variant)

@@ -187,7 +187,8 @@ class IssueRun:
         self.totals = RunTotals()
         self.halt = threading.Event()  # paused or failed: every thread of this run stops
         self._lock = threading.Lock()
-        self._outcomes = threading.local()  # .pending: a thread's outcomes not yet written
+        # per thread: .pending, its outcomes not yet written; .variant, of its last claim
+        self._outcomes = threading.local()
         self._renders: dict[str, tuple[RenderedEmail, RecipientFields]] = {}
         self._render_lock = threading.Lock()
         self._in_flight_done = threading.Event()
@@ -279,8 +280,10 @@ class IssueRun:
             size,
             lease_seconds=self.settings.send_lease_seconds,
             outcomes=getattr(self._outcomes, "pending", None),
+            prefer=getattr(self._outcomes, "variant", None),
         )
         self._outcomes.pending = None
+        self._outcomes.variant = batch.variant if batch else None
         if batch is None:
             self.limiter.refund(size)
             return self._wait_for_work()
