@@ -62,15 +62,22 @@ def editor_address(settings: Settings, raw: str) -> str | None:
 
 def create_sign_in_link(session: Session, settings: Settings, email: str) -> str:
     """A new single-use secret for `email` (an editor address); returns the secret."""
+    return _store_secret(
+        session, EditorSignIn, email, timedelta(minutes=settings.sign_in_link_minutes)
+    )
+
+
+def _store_secret(
+    session: Session,
+    table: type[EditorSignIn] | type[EditorSession],
+    email: str,
+    lifetime: timedelta,
+) -> str:
+    """A new random secret for `email`, kept in `table` only as its hash; returns it."""
     secret = secrets.token_urlsafe(32)
     now = utcnow()
     session.add(
-        EditorSignIn(
-            token_hash=_hash(secret),
-            email=email,
-            created_at=now,
-            expires_at=now + timedelta(minutes=settings.sign_in_link_minutes),
-        )
+        table(token_hash=_hash(secret), email=email, created_at=now, expires_at=now + lifetime)
     )
     session.flush()
     return secret
@@ -115,17 +122,7 @@ def _signer(settings: Settings) -> Signer:
 
 def start_session(session: Session, settings: Settings, email: str) -> str:
     """Open a session for `email`; returns the signed cookie value."""
-    secret = secrets.token_urlsafe(32)
-    now = utcnow()
-    session.add(
-        EditorSession(
-            token_hash=_hash(secret),
-            email=email,
-            created_at=now,
-            expires_at=now + timedelta(hours=settings.session_hours),
-        )
-    )
-    session.flush()
+    secret = _store_secret(session, EditorSession, email, timedelta(hours=settings.session_hours))
     return _signer(settings).sign(secret).decode()
 
 

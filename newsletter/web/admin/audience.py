@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
@@ -107,41 +108,58 @@ def subscriber(
     return _subscriber_page(request, editor, subscriber_id)
 
 
+def _act(
+    request: Request,
+    post: Posted,
+    subscriber_id: int,
+    action: Callable[[Session], object],
+    then: str,
+) -> Response:
+    """Run one desk function on a subscriber in a transaction; a refusal shows their page
+    with the reason, success goes to `then`."""
+    try:
+        with session_scope(request.app.state.engine) as session:
+            action(session)
+    except NewsletterError as exc:
+        return _subscriber_page(request, post.editor, subscriber_id, str(exc), 400)
+    return back_to(then)
+
+
 @router.post("/admin/subscribers/{subscriber_id}/topics", response_class=HTMLResponse)
 def change_topics(request: Request, subscriber_id: int, post: Posted = Depends(posted)) -> Response:
     topics = [str(t) for t in post.form.getlist("topics")]
-    try:
-        with session_scope(request.app.state.engine) as session:
-            people.change_topics(session, subscriber_id, topics, post.editor.email)
-    except NewsletterError as exc:
-        return _subscriber_page(request, post.editor, subscriber_id, str(exc), 400)
-    return back_to(f"/admin/subscribers/{subscriber_id}?done=topics")
+    return _act(
+        request,
+        post,
+        subscriber_id,
+        lambda s: people.change_topics(s, subscriber_id, topics, post.editor.email),
+        f"/admin/subscribers/{subscriber_id}?done=topics",
+    )
 
 
 @router.post("/admin/subscribers/{subscriber_id}/suppress", response_class=HTMLResponse)
 def suppress(request: Request, subscriber_id: int, post: Posted = Depends(posted)) -> Response:
-    try:
-        with session_scope(request.app.state.engine) as session:
-            people.suppress(session, subscriber_id, post.get("reason"), post.editor.email)
-    except NewsletterError as exc:
-        return _subscriber_page(request, post.editor, subscriber_id, str(exc), 400)
-    return back_to(f"/admin/subscribers/{subscriber_id}?done=suppress")
+    return _act(
+        request,
+        post,
+        subscriber_id,
+        lambda s: people.suppress(s, subscriber_id, post.get("reason"), post.editor.email),
+        f"/admin/subscribers/{subscriber_id}?done=suppress",
+    )
 
 
 @router.post("/admin/subscribers/{subscriber_id}/erase", response_class=HTMLResponse)
 def erase(request: Request, subscriber_id: int, post: Posted = Depends(posted)) -> Response:
-    try:
-        with session_scope(request.app.state.engine) as session:
-            people.erase(
-                session,
-                subscriber_id,
-                post.get("confirm_email"),
-                post.editor.email,
-                suppression_key=audience.suppression_key(request.app.state.settings),
-            )
-    except NewsletterError as exc:
-        return _subscriber_page(request, post.editor, subscriber_id, str(exc), 400)
-    return back_to("/admin/subscribers?done=erase")
+    key = audience.suppression_key(request.app.state.settings)
+    return _act(
+        request,
+        post,
+        subscriber_id,
+        lambda s: people.erase(
+            s, subscriber_id, post.get("confirm_email"), post.editor.email, suppression_key=key
+        ),
+        "/admin/subscribers?done=erase",
+    )
 
 
 @router.get("/admin/papers", response_class=HTMLResponse)
