@@ -23,7 +23,7 @@ from json.encoder import encode_basestring as _json_string  # type: ignore[attr-
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from itsdangerous.encoding import base64_encode, int_to_bytes, want_bytes
+from itsdangerous.encoding import int_to_bytes, want_bytes
 
 # The serializer's JSON: compact, and UTF-8 rather than \u escapes (ensure_ascii=False).
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -100,7 +100,7 @@ class TokenSigner:
         stamp = int(time.time()) if timestamp is None else timestamp
         cached = self._stamp
         if cached[0] != stamp:
-            cached = self._stamp = (stamp, self._sep + base64_encode(int_to_bytes(stamp)))
+            cached = self._stamp = (stamp, self._sep + _b64(int_to_bytes(stamp)))
         value = payload + cached[1]
         return (value + self._sep + _b64(self._mac(value))).decode("ascii")
 

@@ -157,6 +157,13 @@ def require_public_sender(settings: Settings) -> None:
         )
 
 
+class _ThreadState(threading.local):
+    """What one sending thread carries from one batch to the next."""
+
+    pending: dict[store.OutcomeKind, list[int]] | None = None  # outcomes not yet written
+    variant: str | None = None  # of its last claim: tried first by the next one
+
+
 class IssueRun:
     """One process's share of sending one issue, on `settings.send_concurrency` threads."""
 
@@ -187,8 +194,7 @@ class IssueRun:
         self.totals = RunTotals()
         self.halt = threading.Event()  # paused or failed: every thread of this run stops
         self._lock = threading.Lock()
-        # per thread: .pending, its outcomes not yet written; .variant, of its last claim
-        self._outcomes = threading.local()
+        self._thread = _ThreadState()
         self._renders: dict[str, tuple[RenderedEmail, RecipientFields]] = {}
         self._render_lock = threading.Lock()
         self._in_flight_done = threading.Event()
@@ -254,10 +260,10 @@ class IssueRun:
 
     def _flush_outcomes(self) -> None:
         """Write this thread's last outcomes now (they wait to ride with its next claim)."""
-        outcomes = getattr(self._outcomes, "pending", None)
+        outcomes = self._thread.pending
         if outcomes:
             store.record_outcomes(self.engine, self.worker_id, outcomes)
-        self._outcomes.pending = None
+        self._thread.pending = None
 
     def _one_batch(self) -> bool:
         """Claim and send one batch; False when there is nothing more for this thread.
@@ -279,11 +285,11 @@ class IssueRun:
             self.worker_id,
             size,
             lease_seconds=self.settings.send_lease_seconds,
-            outcomes=getattr(self._outcomes, "pending", None),
-            prefer=getattr(self._outcomes, "variant", None),
+            outcomes=self._thread.pending,
+            prefer=self._thread.variant,
         )
-        self._outcomes.pending = None
-        self._outcomes.variant = batch.variant if batch else None
+        self._thread.pending = None
+        self._thread.variant = batch.variant if batch else None
         if batch is None:
             self.limiter.refund(size)
             return self._wait_for_work()
@@ -405,7 +411,7 @@ class IssueRun:
             )
             groups.setdefault(unknown, []).extend(d.id for d in short)
             tally[Outcome.UNKNOWN] += len(short)
-        self._outcomes.pending = groups  # written by this thread's next claim or flush
+        self._thread.pending = groups  # written by this thread's next claim or flush
         if retry_after:
             self.limiter.hold(retry_after)
         with self._lock:
