@@ -20,11 +20,11 @@ from sqlmodel import Session
 from newsletter.bootstrap import init_database
 from newsletter.bounces.dsn import read_bounce
 from newsletter.bounces.mailbox import fetch_bounces
-from newsletter.bounces.verp import verp_address
 from newsletter.db import make_engine
 from newsletter.settings import load_settings
 from newsletter.testing.dovecot import PASSWORD, USER, start_dovecot
 from newsletter.testing.sample_send import seed_subscribers
+from newsletter.verp import verp_address
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "bounces"
 BOUNCES = "bounces@news.example.org"

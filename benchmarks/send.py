@@ -394,7 +394,8 @@ def step_naive(root: str, url: str, fake_url: str, count: int) -> dict[str, floa
         variant_for,
     )
     from newsletter.rendering.issue_email import compile_issue_variant, read_issue_view
-    from newsletter.transports.base import Recipient, substitute
+    from newsletter.substitution import fill
+    from newsletter.transports.base import Recipient
     from newsletter.transports.sendgrid import SendgridTransport
     from subscribers.models import Subscriber, SubscriberTopic
 
@@ -421,8 +422,8 @@ def step_naive(root: str, url: str, fake_url: str, count: int) -> dict[str, floa
             subs = recipient_substitutions(settings, person, issue, variant)
             batch = Batch(
                 subject=email.subject,
-                html=substitute(email.html, subs),
-                text=substitute(email.text, subs),
+                html=fill(email.html, subs),
+                text=fill(email.text, subs),
                 recipients=[Recipient(person.email, headers=recipient_headers(settings, person))],
                 from_addr=settings.from_,
             )

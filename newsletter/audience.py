@@ -20,10 +20,11 @@ from sqlmodel import Session, select
 
 from newsletter.db import read_session, session_scope
 from newsletter.models import Topic
+from newsletter.rendering import render_transactional
 from newsletter.settings import Settings
 from newsletter.transports import send_one
 from newsletter.transports.base import Outcome
-from subscribers import lifecycle
+from subscribers import csv_io, lifecycle
 from subscribers.models import Subscriber
 from subscribers.tokens import TokenError, make_token, read_token
 
@@ -92,7 +93,6 @@ def _send_one(settings: Settings, subscriber: Subscriber, subject: str, html: st
 def send_confirmation(
     settings: Settings, subscriber: Subscriber, topics: list[str], catalog: list[Topic]
 ) -> None:
-    from newsletter.rendering import render_transactional
 
     links = links_for(settings, subscriber)
     email = render_transactional(
@@ -108,7 +108,6 @@ def send_confirmation(
 def send_welcome(
     settings: Settings, subscriber: Subscriber, topics: list[str], catalog: list[Topic]
 ) -> None:
-    from newsletter.rendering import render_transactional
 
     links = links_for(settings, subscriber)
     email = render_transactional(
@@ -257,7 +256,6 @@ def import_subscribers(
     is written then); then rows are written in bulk, 2,000 per short transaction,
     so pages and one-click unsubscribes keep answering during a large import.
     """
-    from subscribers import csv_io
 
     with read_session(engine) as session:
         catalog = topic_catalog(session)

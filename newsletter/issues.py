@@ -6,15 +6,17 @@
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from dataclasses import dataclass
 
 from sqlalchemy import delete, insert
 from sqlmodel import Session, select
 
+from newsletter.email_selection import rank_and_cap
 from newsletter.errors import NewsletterError
 from newsletter.models import Issue, IssuePaper, IssueStatus, Paper, PaperTopic, Topic, utcnow
+from newsletter.months import LATE_WINDOW_MONTHS, month_label, parse_month, shift_month
+from newsletter.papers.tagging import Tagger
 from newsletter.topics import GENERAL_TOPIC
 
 
@@ -94,52 +96,16 @@ def ranked_candidates(contents: IssueContents) -> list[IssueEntry]:
 
 # --- composing -------------------------------------------------------------------------------
 
-MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-_MONTH_NAMES = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
 # Statuses whose paper list is final: the issue went (or is going) out, or waits for a person.
 LOCKED_STATUSES = frozenset(
     {IssueStatus.SENDING, IssueStatus.PAUSED, IssueStatus.SENT, IssueStatus.MISSED}
 )
 COMPOSABLE_STATUSES = frozenset({IssueStatus.DRAFT, IssueStatus.APPROVED})
-LATE_WINDOW_MONTHS = 3
 MAX_SUBJECT = 300  # Issue.subject column
 
 
 class EmptyMonthError(NewsletterError):
     """The month has no paper to send: an explicit outcome, never a silent empty email."""
-
-
-def parse_month(month: str) -> str:
-    """Check `YYYY-MM`; returns it unchanged or raises `NewsletterError` saying what is wrong."""
-    if not isinstance(month, str) or not MONTH_RE.match(month.strip()):
-        raise NewsletterError(f"month must look like 2026-04 (YYYY-MM), got {month!r}")
-    return month.strip()
-
-
-def month_label(month: str) -> str:
-    """`2026-04` -> `April 2026` (locale-independent)."""
-    m = MONTH_RE.match(parse_month(month))
-    assert m is not None
-    return f"{_MONTH_NAMES[int(m.group(2)) - 1]} {m.group(1)}"
-
-
-def shift_month(month: str, delta: int) -> str:
-    year, number = (int(part) for part in parse_month(month).split("-"))
-    index = year * 12 + (number - 1) + delta
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
 @dataclass(frozen=True)
@@ -209,8 +175,6 @@ def _plan(
     """Sections in taxonomy order (a paper's section is its first topic); within one, the
     papers the email shows come first, then those past the caps (`email_selection`); each
     group has this month's papers first, then late ones, each by publication date and title."""
-    from newsletter.email_selection import rank_and_cap
-    from newsletter.papers.tagging import Tagger
 
     topics = _topics_by_paper(session, [p.id for p, _ in candidates if p.id is not None])
     choices = rank_and_cap(

@@ -170,6 +170,8 @@ class Settings(BaseSettings):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str) -> str:
+        # Imported here only to keep start-up fast: every process reads settings, only the
+        # clock runs APScheduler.
         from apscheduler.triggers.cron import CronTrigger
 
         try:

@@ -14,13 +14,13 @@ from sqlmodel import Session
 
 from newsletter.bounces.dsn import read_bounce
 from newsletter.bounces.mailbox import fetch_bounces
-from newsletter.bounces.verp import verp_address, verp_recipient
 from newsletter.delivery.feedback import Bounce, record_bounce
 from newsletter.errors import NewsletterError
 from newsletter.models import ProviderEvent
 from newsletter.testing.dovecot import DovecotServer, DovecotUnavailable, start_dovecot
 from newsletter.testing.sample_send import issue_topics, seed_issue, seed_subscribers
 from newsletter.testing.smtp_sink import SmtpSink
+from newsletter.verp import verp_address, verp_recipient
 from subscribers.models import Subscriber, utcnow
 from tests.conftest import IN_CI
 

@@ -12,14 +12,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from newsletter.errors import NewsletterError
-from newsletter.issues import (
-    EmptyMonthError,
-    compose_issue,
-    load_issue_contents,
-    month_label,
-    parse_month,
-)
+from newsletter.issues import EmptyMonthError, compose_issue, load_issue_contents
 from newsletter.models import Issue, IssuePaper, IssueStatus, Paper
+from newsletter.months import month_label, parse_month
 from newsletter.papers.store import import_paths
 
 SAMPLE = Path(__file__).parent.parent / "newsletter" / "data" / "sample_papers.yaml"

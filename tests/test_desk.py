@@ -17,9 +17,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlmodel import Session, select
 
+from newsletter import release
 from newsletter.delivery import preview_plan
 from newsletter.delivery.feedback import record_sendgrid_events
-from newsletter.desk import release
 from newsletter.desk.previews import audience_by_variant
 from newsletter.issues import compose_issue
 from newsletter.models import AuditEntry, Delivery, EditorSignIn, Issue, IssuePaper, JobRun, Paper
@@ -543,7 +543,8 @@ def test_paper_upload_over_the_body_cap_is_refused_and_imports_nothing(settings,
 
 
 def test_monthly_job_leaves_an_issue_scheduled_for_later(desk, engine) -> None:
-    from newsletter.scheduler import SCHEDULED_SEND_JOB_ID, build_clock, run_monthly_job
+    from newsletter.monthly import run_monthly_job
+    from newsletter.scheduler import SCHEDULED_SEND_JOB_ID, build_clock
 
     with_issue(engine)
     subscribe(engine, 1)

@@ -17,9 +17,9 @@ import pytest
 from sqlmodel import Session, select
 
 from newsletter.models import Issue, IssuePaper, JobRun, Paper, PaperTopic
+from newsletter.monthly import run_monthly_job
 from newsletter.papers.fetching import FetchOptions, fetch_sources
 from newsletter.papers.sources_file import SourcesFileError, load_sources_file
-from newsletter.scheduler import run_monthly_job
 from newsletter.testing.fake_sources import FakeSources
 from newsletter.testing.sample_send import seed_subscribers
 

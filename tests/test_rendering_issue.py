@@ -33,8 +33,8 @@ from newsletter.rendering import (
     variant_for,
 )
 from newsletter.settings import Settings
+from newsletter.substitution import PLACEHOLDER_RE, placeholder
 from newsletter.testing.sample_issue import build_sample_issue
-from newsletter.transports.base import PLACEHOLDER_RE, placeholder
 from subscribers.models import Subscriber
 from subscribers.tokens import read_token
 
@@ -331,9 +331,11 @@ def test_preview_refuses_unknown_topic_and_month(
         render_preview(session, "2031-01", [], settings)
 
 
-def test_fill_matches_the_transports_substitute() -> None:
-    from newsletter.rendering.message import fill
-    from newsletter.transports.base import substitute
+def test_fill_matches_a_plain_regex_substitution() -> None:
+    from newsletter.substitution import fill
+
+    def substitute(body: str, fields: dict[str, str]) -> str:
+        return PLACEHOLDER_RE.sub(lambda m: fields.get(m.group(0), m.group(0)), body)
 
     fields = {placeholder("email"): "a&amp;b", placeholder("browser_url"): "https://x/?a=1"}
     bodies = [

@@ -8,7 +8,7 @@ import pytest
 
 from newsletter.rendering import render_transactional
 from newsletter.settings import Settings, load_settings
-from newsletter.transports.base import PLACEHOLDER_RE
+from newsletter.substitution import PLACEHOLDER_RE
 
 
 @pytest.fixture

@@ -18,15 +18,11 @@ from sqlmodel import Session, func, select
 
 from newsletter.delivery import send_issue
 from newsletter.models import Delivery, Issue, JobRun
+from newsletter.monthly import run_monthly_job
+from newsletter.months import previous_month
 from newsletter.papers.store import import_paths
-from newsletter.scheduler import (
-    approve_issue,
-    build_clock,
-    catch_up,
-    last_fire_time,
-    previous_month,
-    run_monthly_job,
-)
+from newsletter.release import approve_issue
+from newsletter.scheduler import build_clock, catch_up, last_fire_time
 from newsletter.testing.fake_sendgrid import FakeSendgrid
 from newsletter.testing.sample_send import issue_topics, seed_issue, seed_subscribers, topic_sets
 

@@ -9,6 +9,7 @@ import urllib.request
 
 import pytest
 
+from newsletter.substitution import placeholder
 from newsletter.testing.fake_sendgrid import FakeSendgrid
 from newsletter.testing.smtp_sink import SmtpSink
 from newsletter.transports.base import (
@@ -16,7 +17,6 @@ from newsletter.transports.base import (
     Outcome,
     Recipient,
     TransportUnavailable,
-    placeholder,
 )
 from newsletter.transports.sendgrid import SendgridTransport, sendgrid_payload
 from newsletter.transports.smtp import SmtpTransport

@@ -19,8 +19,8 @@ from email.utils import parseaddr
 
 from flufl.bounce import all_failures
 
-from newsletter.bounces.verp import find_verp_recipient
 from newsletter.delivery.feedback import Bounce
+from newsletter.verp import find_verp_recipient
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,14 @@
-"""`newsletter bounces …`: the SMTP bounce mailbox."""
+"""`newsletter bounces …`: the SMTP bounce mailbox.
+
+Each command imports its services inside the function, only to keep start-up fast:
+`newsletter --help` loads none of them (about 1 s), all of them take about 2.5 s.
+"""
 
 from __future__ import annotations
 
 import typer
+
+from newsletter.cli.common import console, engine, settings
 
 app = typer.Typer(
     help="Bounces of mail sent over SMTP (VERP return path, IMAP mailbox).", no_args_is_help=True
@@ -13,7 +19,6 @@ app = typer.Typer(
 def fetch() -> None:
     """Read the bounce mailbox: hard bounces suppress at once, soft ones after 3 in 30 days."""
     from newsletter.bounces.mailbox import fetch_bounces
-    from newsletter.cli.common import console, engine, settings
 
     report = fetch_bounces(engine(), settings())
     console.print(

@@ -1,10 +1,21 @@
-"""`newsletter issue …` commands."""
+"""`newsletter issue …` commands.
+
+Each command imports its services inside the function, only to keep start-up fast:
+`newsletter --help` loads none of them (about 1 s), all of them take about 2.5 s.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
+from rich.markup import escape
+from rich.table import Table
+
+from newsletter.cli.common import console, engine, err_console, fail, settings
+from newsletter.db import session_scope
+from newsletter.errors import NewsletterError
+from newsletter.months import MONTH_RE, parse_month
 
 app = typer.Typer(help="Compose, preview, send and inspect a monthly issue.", no_args_is_help=True)
 
@@ -12,8 +23,7 @@ app = typer.Typer(help="Compose, preview, send and inspect a monthly issue.", no
 @app.command()
 def approve(month: str = typer.Argument(..., metavar="YYYY-MM")) -> None:
     """Approve a draft (approval mode) and start sending it, as the monthly job would."""
-    from newsletter.cli.common import console, engine, settings
-    from newsletter.scheduler import approve_issue
+    from newsletter.release import approve_issue
 
     outcome = approve_issue(engine(), settings(), month)
     console.print(f"{outcome.month}: {outcome.outcome}: {outcome.message}")
@@ -28,9 +38,6 @@ def preview(
     open_: bool = typer.Option(False, "--open", help="Open it in a browser."),
 ) -> None:
     """Show the email exactly as a subscriber with those topics receives it (sample links)."""
-    from newsletter.cli.common import console, engine, err_console, fail, settings
-    from newsletter.db import session_scope
-    from newsletter.errors import NewsletterError
     from newsletter.rendering.preview import parse_topics_option, render_preview, size_line
 
     _check_month(month)
@@ -75,10 +82,7 @@ def compose(
 
     Past the caps, papers appear on the issue's web version only; `issue candidates` lists
     them all, ranked."""
-    from newsletter.cli.common import console, engine, fail, settings
-    from newsletter.db import session_scope
-    from newsletter.errors import NewsletterError
-    from newsletter.issues import compose_issue, parse_month
+    from newsletter.issues import compose_issue
     from newsletter.rendering.preview import variant_sizes
 
     try:
@@ -127,12 +131,8 @@ def compose(
 @app.command()
 def candidates(month: str = typer.Argument(..., metavar="YYYY-MM")) -> None:
     """Every paper the month's issue lists, ranked, and which ones the email shows."""
-    from rich.markup import escape
-    from rich.table import Table
     from sqlmodel import select
 
-    from newsletter.cli.common import console, engine, fail
-    from newsletter.db import session_scope
     from newsletter.issues import load_issue_contents, ranked_candidates
     from newsletter.models import Issue
 
@@ -170,9 +170,6 @@ def candidates(month: str = typer.Argument(..., metavar="YYYY-MM")) -> None:
 
 
 def _check_month(month: str) -> None:
-    from newsletter.cli.common import fail
-    from newsletter.issues import MONTH_RE
-
     if not MONTH_RE.match(month):
         fail(f"month must look like 2026-05 (got {month!r})", code=2)
 
@@ -192,7 +189,6 @@ def send(
     ),
 ) -> None:
     """Plan and deliver the issue; run it again to finish an interrupted send (nobody twice)."""
-    from newsletter.cli.common import console, engine, settings
     from newsletter.cli.doctor import refuse_on_failed_preflight
     from newsletter.cli.sending import run_send
 
@@ -213,7 +209,6 @@ def send(
 @app.command()
 def status(month: str = typer.Argument(..., metavar="YYYY-MM")) -> None:
     """Counts per delivery status, and the failures and unknown outcomes with reasons."""
-    from newsletter.cli.common import engine
     from newsletter.cli.sending import print_status
 
     _check_month(month)

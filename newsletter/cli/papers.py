@@ -1,11 +1,22 @@
-"""`newsletter papers …` commands."""
+"""`newsletter papers …` commands.
+
+Each command imports its services inside the function, only to keep start-up fast:
+`newsletter --help` loads none of them (about 1 s), all of them take about 2.5 s.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
+from rich.markup import escape
+from rich.table import Table
 
+from newsletter.cli.common import console, engine, err_console, fail, settings
+from newsletter.db import session_scope
+from newsletter.errors import NewsletterError
+from newsletter.months import parse_month, previous_month
 from newsletter.papers.sources import FORMATS
 
 app = typer.Typer(help="Import and list papers.", no_args_is_help=True)
@@ -23,9 +34,7 @@ def import_(
     ),
 ) -> None:
     """Import papers; each file is all-or-nothing, and the other files still import."""
-    from rich.markup import escape
 
-    from newsletter.cli.common import console, engine, err_console, fail
     from newsletter.papers.store import import_paths
 
     if fmt not in FORMATS:
@@ -62,13 +71,7 @@ def list_(
     month: str | None = typer.Option(None, "--month", metavar="YYYY-MM", help="Only this month."),
 ) -> None:
     """A table of papers with their topics, newest first."""
-    from rich.markup import escape
-    from rich.table import Table
 
-    from newsletter.cli.common import console, engine, fail
-    from newsletter.db import session_scope
-    from newsletter.errors import NewsletterError
-    from newsletter.issues import parse_month
     from newsletter.papers.store import list_papers
 
     if month is not None:
@@ -116,11 +119,7 @@ def fetch_arxiv(
 
     For the monthly routine put an `arxiv` source in the sources file and use `papers fetch`.
     """
-    from rich.markup import escape
 
-    from newsletter.cli.common import console, engine, fail, settings
-    from newsletter.errors import NewsletterError
-    from newsletter.issues import parse_month
     from newsletter.papers.arxiv import import_arxiv_month
 
     try:
@@ -162,16 +161,9 @@ def fetch(
 
     Prints added / updated / unchanged per source, or its error; exit 1 if any failed.
     """
-    from datetime import UTC, datetime
 
-    from rich.markup import escape
-
-    from newsletter.cli.common import console, engine, err_console, fail, settings
-    from newsletter.errors import NewsletterError
-    from newsletter.issues import parse_month
     from newsletter.papers.fetching import FetchOptions, fetch_sources
     from newsletter.papers.sources_file import load_sources_file
-    from newsletter.scheduler import previous_month
 
     try:
         month = parse_month(month) if month is not None else previous_month(datetime.now(UTC))

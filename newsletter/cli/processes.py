@@ -1,13 +1,19 @@
-"""The long-running processes of the Procfile: web, clock and worker."""
+"""The long-running processes of the Procfile: web, clock and worker.
+
+Each command imports its services inside the function, only to keep start-up fast:
+`newsletter --help` loads none of them (about 1 s), all of them take about 2.5 s.
+"""
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 
 import typer
 
-from newsletter.cli.common import settings
+from newsletter.cli.common import console, engine, fail, settings
+from newsletter.months import parse_month
 
 
 def register(app: typer.Typer) -> None:
@@ -18,8 +24,6 @@ def register(app: typer.Typer) -> None:
 
 
 def _log_to_stderr() -> None:
-    import logging
-
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -30,7 +34,6 @@ def _log_to_stderr() -> None:
 
 def clock() -> None:
     """Run the scheduler: the monthly job fires on NEWSLETTER_SCHEDULE (UTC) until SIGTERM."""
-    from newsletter.cli.common import engine
     from newsletter.scheduler import run_clock
 
     _log_to_stderr()
@@ -43,9 +46,7 @@ def monthly(
     ),
 ) -> None:
     """Do by hand what the scheduled job does: fetch the sources, compose the month, send it."""
-    from newsletter.cli.common import console, engine, fail
-    from newsletter.issues import parse_month
-    from newsletter.scheduler import run_monthly_job
+    from newsletter.monthly import run_monthly_job
 
     if month is not None:
         parse_month(month)
@@ -83,9 +84,7 @@ def worker(
 
     SIGTERM finishes and records the batches in flight, then exits.
     """
-    import logging
 
-    from newsletter.cli.common import console, engine
     from newsletter.cli.sending import stop_on_signals
     from newsletter.delivery import drain, new_worker_id
     from newsletter.transports import get_transport

@@ -23,6 +23,7 @@ from newsletter.cli.common import console, err_console
 from newsletter.db import session_scope
 from newsletter.delivery import SendProgress, SendReport, issue_status, send_issue
 from newsletter.delivery.status import StatusReport
+from newsletter.errors import NewsletterError
 from newsletter.settings import Settings
 
 
@@ -158,8 +159,7 @@ def _print_job_runs(runs: list) -> None:
 
 
 def print_status(engine: Engine, month: str) -> None:
-    from newsletter.errors import NewsletterError
-    from newsletter.scheduler import job_runs
+    from newsletter.monthly import job_runs
 
     with session_scope(engine) as session:
         runs = job_runs(session, month)

@@ -1,4 +1,8 @@
-"""`newsletter subscribers …` commands: thin shells over `newsletter.audience`."""
+"""`newsletter subscribers …` commands: thin shells over `newsletter.audience`.
+
+Each command imports its services inside the function, only to keep start-up fast:
+`newsletter --help` loads none of them (about 1 s), all of them take about 2.5 s.
+"""
 
 from __future__ import annotations
 

@@ -47,6 +47,7 @@ from newsletter.rendering import (
     render_issue_variant,
 )
 from newsletter.settings import Settings
+from newsletter.substitution import placeholder
 from newsletter.transports import get_transport
 from newsletter.transports.base import (
     Batch,
@@ -55,7 +56,6 @@ from newsletter.transports.base import (
     RecipientResult,
     Transport,
     TransportUnavailable,
-    placeholder,
 )
 from subscribers.models import utcnow
 

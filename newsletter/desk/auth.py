@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html as html_lib
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +23,8 @@ from sqlmodel import Session, select
 
 from newsletter.models import EditorSession, EditorSignIn
 from newsletter.settings import Settings
+from newsletter.transports import send_one
+from newsletter.transports.base import Outcome
 from subscribers.models import utcnow
 
 ADMIN_TOKEN_ACTOR = "admin token"
@@ -174,11 +178,6 @@ def csrf_ok(settings: Settings, editor: Editor, token: str) -> bool:
 def mail_sign_in_link(settings: Settings, email: str, url: str) -> bool:
     """Send the link; True when the transport took it (failures are logged, never shown, so
     the page answers the same whatever happened)."""
-    import html as html_lib
-    import logging
-
-    from newsletter.transports import send_one
-    from newsletter.transports.base import Outcome
 
     minutes = f"{settings.sign_in_link_minutes:g}"
     text = (

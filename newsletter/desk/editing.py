@@ -15,16 +15,14 @@ from newsletter.desk import audit
 from newsletter.errors import NewsletterError
 from newsletter.issues import (
     COMPOSABLE_STATUSES,
-    LATE_WINDOW_MONTHS,
     LOCKED_STATUSES,
     MAX_SUBJECT,
     ComposeResult,
     compose_issue,
     paper_section,
-    parse_month,
-    shift_month,
 )
 from newsletter.models import Issue, IssuePaper, IssueStatus, Paper, PaperTopic, Topic
+from newsletter.months import LATE_WINDOW_MONTHS, parse_month, shift_month
 from newsletter.papers.validation import MAX_SUMMARY
 from newsletter.rendering.note import MAX_NOTE
 from subscribers.models import utcnow

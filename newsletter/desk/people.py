@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 from newsletter.desk import audit
 from newsletter.errors import NewsletterError
 from newsletter.models import Delivery, Issue, Topic
+from newsletter.personal_data import erase_person
 from subscribers import lifecycle
 from subscribers.models import ConsentRecord, Subscriber, SubscriberStatus, SubscriberTopic
 
@@ -152,7 +153,6 @@ def erase(
 ) -> None:
     """Erase the person as `subscribers remove` does (deliveries and provider events too);
     `confirm_email` must repeat their address (the confirmation)."""
-    from newsletter.personal_data import erase_person
 
     sub = get(session, subscriber_id)
     if confirm_email.strip().lower() != sub.email.lower():

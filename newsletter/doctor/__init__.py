@@ -9,60 +9,34 @@ ok, warn or fail and, when not ok, what to change. The fast checks read only the
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import StrEnum
 
+from newsletter.doctor import configuration, credentials, domain
+from newsletter.doctor.checks import Check, Level
 from newsletter.settings import Settings
 
-
-class Level(StrEnum):
-    OK = "ok"
-    WARN = "warn"
-    FAIL = "fail"
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    level: Level
-    message: str
-    fix: str = ""  # what to do, when not ok
-
-    def line(self) -> str:
-        fix = f" — fix: {self.fix}" if self.fix and self.level != Level.OK else ""
-        return f"{self.level.value:<4}  {self.name}: {self.message}{fix}"
-
-
-def ok(name: str, message: str) -> Check:
-    return Check(name, Level.OK, message)
-
-
-def warn(name: str, message: str, fix: str) -> Check:
-    return Check(name, Level.WARN, message, fix)
-
-
-def fail(name: str, message: str, fix: str) -> Check:
-    return Check(name, Level.FAIL, message, fix)
+__all__ = [
+    "Check",
+    "Level",
+    "failures",
+    "fast_checks",
+    "network_checks",
+    "preflight_checks",
+    "run_doctor",
+]
 
 
 def fast_checks(settings: Settings) -> list[Check]:
     """Checks that read only the configuration (no network)."""
-    from newsletter.doctor import configuration
-
     return [check(settings) for check in configuration.FAST_CHECKS]
 
 
 def preflight_checks(settings: Settings) -> list[Check]:
     """The fast checks `issue send` runs before every send; a fail refuses the send."""
-    from newsletter.doctor import configuration
-
     return [check(settings) for check in configuration.PREFLIGHT_CHECKS]
 
 
 def network_checks(settings: Settings) -> list[Check]:
     """DNS records of the sending domain and the provider's answer to our credentials."""
-    from newsletter.doctor import credentials, domain
-
     checks: list[Callable[[Settings], list[Check]]] = [domain.domain_checks]
     return [c for group in checks for c in group(settings)] + [
         credentials.backend_credentials(settings)

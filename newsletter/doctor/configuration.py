@@ -8,8 +8,11 @@ from collections.abc import Callable
 from email.utils import parseaddr
 from urllib.parse import urlsplit
 
-from newsletter.doctor import Check, fail, ok, warn
+from newsletter.doctor.checks import Check, fail, ok, warn
+from newsletter.rendering.recipients import list_headers, recipient_headers
 from newsletter.settings import Settings
+from newsletter.transports.base import Batch, Recipient, build_mime
+from subscribers.models import Subscriber
 
 MIN_SECRET_LENGTH = 32
 GENERATE_SECRET = (
@@ -104,10 +107,6 @@ def check_secret_key(settings: Settings) -> Check:
 
 def check_list_unsubscribe(settings: Settings) -> Check:
     """Render a real message and read the header back from its bytes, as a receiver does."""
-    from newsletter.rendering.recipients import list_headers, recipient_headers
-    from newsletter.transports.base import Batch, Recipient, build_mime
-    from subscribers.models import Subscriber
-
     name = "List-Unsubscribe"
     probe = Subscriber(id=1, email="probe@example.org", token_version=1)
     try:

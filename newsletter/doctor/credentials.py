@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import unquote, urlsplit
 
-from newsletter.doctor import Check, fail, ok, warn
+from newsletter.doctor.checks import Check, fail, ok, warn
 from newsletter.settings import Settings
 
 TIMEOUT = 10.0

@@ -18,7 +18,7 @@ import feedparser
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from newsletter.issues import parse_month, shift_month
+from newsletter.months import parse_month, shift_month
 from newsletter.papers.http_fetch import http_get
 from newsletter.papers.sources.feeds import read_feed
 from newsletter.papers.store import (

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from newsletter.issues import LATE_WINDOW_MONTHS, shift_month
+from newsletter.months import LATE_WINDOW_MONTHS, shift_month
 from newsletter.papers.arxiv import fetch_month_pages
 from newsletter.papers.http_fetch import http_get
 from newsletter.papers.sources import read_raw_records

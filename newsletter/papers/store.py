@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from newsletter.models import Paper, PaperTopic, utcnow
+from newsletter.models import Paper, PaperTopic, Topic, utcnow
 from newsletter.papers.sources import read_raw_records
 from newsletter.papers.tagging import Tagger
 from newsletter.papers.validation import PaperRecord, RecordError, validate_record
@@ -385,7 +385,6 @@ def import_paths(
 
 def list_papers(session: Session, month: str | None = None) -> list[tuple[Paper, list[str]]]:
     """Papers (newest first) with their topics in taxonomy order, optionally of one month."""
-    from newsletter.models import Topic
 
     query = select(Paper).order_by(Paper.published.desc(), Paper.normalized_title)
     if month is not None:

@@ -16,18 +16,17 @@ from urllib.parse import urlsplit
 from markupsafe import Markup
 from sqlmodel import Session, select
 
-from newsletter.issues import IssueContents, IssueEntry, load_issue_contents, month_label
+from newsletter.issues import IssueContents, IssueEntry, load_issue_contents
 from newsletter.models import Issue, Paper, Topic
+from newsletter.months import month_label
 from newsletter.papers.links import paper_link
 from newsletter.papers.summaries import email_summary
 from newsletter.rendering.message import RenderedEmail, header_safe
-from newsletter.rendering.message import _segments as _segments_cache
 from newsletter.rendering.note import note_html, note_text
-from newsletter.rendering.recipients import without_markers
 from newsletter.rendering.templates import TEMPLATE_VERSION, render_email_parts
 from newsletter.rendering.variants import EVERYTHING, NO_MATCH, parse_variant
 from newsletter.settings import Settings
-from newsletter.transports.base import placeholder
+from newsletter.substitution import forget_bodies, placeholder, without_markers
 
 MAX_AUTHORS = 6
 CACHE_SIZE = 256
@@ -393,4 +392,4 @@ def clear_render_cache() -> None:
     with _cache_lock:
         _cache.clear()
         _views.clear()
-    _segments_cache.cache_clear()
+    forget_bodies()

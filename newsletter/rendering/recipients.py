@@ -13,17 +13,12 @@ from newsletter.models import Issue
 from newsletter.rendering.message import header_safe
 from newsletter.rendering.variants import NO_MATCH
 from newsletter.settings import Settings
-from newsletter.transports.base import (
-    MARKER_NONCE,
-    PLACEHOLDER_RE,
-    check_header_value,
-    placeholder,
-)
+from newsletter.substitution import check_header_value, placeholder
 from subscribers.models import Subscriber
 from subscribers.tokens import TokenSigner, make_token, token_signer
 
 # The per-recipient fields an issue body may contain, and their markers (unguessable per
-# process, see transports.base.placeholder): a provider's body builder reads them from here.
+# process, see newsletter.substitution): a provider's body builder reads them from here.
 RECIPIENT_FIELDS = ("unsubscribe_url", "preferences_url", "browser_url", "email")
 RECIPIENT_MARKERS = {name: placeholder(name) for name in RECIPIENT_FIELDS}
 PREVIEW_TOKEN = "PREVIEW-NOT-A-REAL-TOKEN"
@@ -47,12 +42,6 @@ def browser_url(settings: Settings, issue: Issue, variant: str) -> str:
     if variant and variant != NO_MATCH:
         url += "?topics=" + quote(variant, safe=",")
     return url
-
-
-def without_markers(text: str) -> str:
-    """Imported text with any marker of this process defused (its random part dropped), so
-    it is shown, never filled. Markers are unguessable; this is the second line."""
-    return PLACEHOLDER_RE.sub(lambda m: m.group(0).replace(f"{MARKER_NONCE}_", "", 1), text)
 
 
 def _fill(values: dict[str, str]) -> dict[str, str]:

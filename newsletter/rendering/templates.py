@@ -15,7 +15,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from mjml import mjml2html
 
 from newsletter.errors import NewsletterError
-from newsletter.issues import month_label
+from newsletter.months import month_label
 from newsletter.settings import REPO_ROOT
 
 EMAIL_TEMPLATE_DIR = REPO_ROOT / "templates" / "email"

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 import uvicorn
 from starlette.types import ASGIApp
 
+from newsletter.web.server import uvicorn_config
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -31,8 +33,6 @@ def live_server(
     options = {"log_level": "warning", "access_log": False, "lifespan": "off", **options}
     settings = getattr(getattr(app, "state", None), "settings", None)
     if settings is not None:
-        from newsletter.web.server import uvicorn_config
-
         config = uvicorn_config(app, settings, "127.0.0.1", port, **options)
     else:
         config = uvicorn.Config(app, host="127.0.0.1", port=port, **options)  # type: ignore[arg-type]

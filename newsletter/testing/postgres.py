@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+
 PG_BIN_CANDIDATES = [
     os.environ.get("NEWSLETTER_PG_BIN", ""),
     "/usr/lib/postgresql/16/bin",
@@ -61,8 +63,6 @@ class PostgresCluster:
         )
 
     def create_database(self, name: str) -> str:
-        import psycopg
-
         with psycopg.connect(
             f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True
         ) as conn:

@@ -11,7 +11,11 @@ if TYPE_CHECKING:
 
 
 def get_transport(settings: Settings) -> Transport:
-    """The transport named by NEWSLETTER_MAIL_BACKEND."""
+    """The transport named by NEWSLETTER_MAIL_BACKEND.
+
+    Each backend is imported here, when chosen, only to keep start-up fast: a process that
+    mails through the outbox never loads the SendGrid client.
+    """
     if settings.mail_backend == "outbox":
         from newsletter.transports.outbox import OutboxTransport
 

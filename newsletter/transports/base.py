@@ -1,15 +1,13 @@
 """The one interface the delivery engine sees: send one batch, get one result per recipient.
 
 A batch is one rendered body (one variant) for up to N recipients. Per-recipient fields are
-placeholders in the body (`__NL_NAME__`) that the transport fills by plain substitution, or
-hands to the provider to fill (SendGrid `substitutions`), so the body is never re-rendered
-per person.
+markers in the body that the transport fills by plain substitution, or hands to the provider
+to fill (SendGrid `substitutions`): the contract of `newsletter.substitution`.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email.header import Header
@@ -19,31 +17,7 @@ from email.utils import formatdate, make_msgid, parseaddr
 from enum import StrEnum
 from typing import Protocol
 
-# A random part, new in every process, makes the markers unguessable: imported text (a
-# paper's title or URL) cannot contain one, so it can never be filled with a recipient's
-# address or links. Bodies with markers are rendered and filled in the same process.
-MARKER_NONCE = secrets.token_hex(8).upper()
-PLACEHOLDER_RE = re.compile(rf"__NL_{MARKER_NONCE}_[A-Z0-9_]+__")
-
-
-def placeholder(name: str) -> str:
-    """The marker for a per-recipient field: survives Jinja, MJML and HTML escaping as is."""
-    return f"__NL_{MARKER_NONCE}_{name.upper()}__"
-
-
-def substitute(body: str, fields: Mapping[str, str]) -> str:
-    """Fill placeholders (keys as returned by `placeholder`) in one pass."""
-    if not fields:
-        return body
-    return PLACEHOLDER_RE.sub(lambda m: fields.get(m.group(0), m.group(0)), body)
-
-
-def check_header_value(name: str, value: str) -> str:
-    """Refuse CR/LF in a header value: data must never add headers (header injection)."""
-    if "\r" in value or "\n" in value:
-        raise ValueError(f"header {name} contains a line break")
-    return value
-
+from newsletter.substitution import check_header_value, fill
 
 # Headers whose values are URLs, message ids or addresses: a mail client parses them as they
 # stand, so they must never become RFC 2047 encoded words (Gmail does not decode
@@ -176,9 +150,9 @@ def build_mime(batch: Batch, recipient: Recipient, message_id: str | None = None
     for name, value in {**batch.headers, **recipient.headers}.items():
         msg[name] = check_header_value(name, value)
     msg.set_content(
-        substitute(batch.text, recipient.substitutions), subtype="plain", cte="quoted-printable"
+        fill(batch.text, recipient.substitutions), subtype="plain", cte="quoted-printable"
     )
     msg.add_alternative(
-        substitute(batch.html, recipient.substitutions), subtype="html", cte="quoted-printable"
+        fill(batch.html, recipient.substitutions), subtype="html", cte="quoted-printable"
     )
     return msg

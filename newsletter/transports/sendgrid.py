@@ -25,12 +25,12 @@ from urllib.error import URLError
 from python_http_client import exceptions as http_errors
 from sendgrid import SendGridAPIClient
 
+from newsletter.substitution import check_header_value
 from newsletter.transports.base import (
     Batch,
     Outcome,
     RecipientResult,
     TransportUnavailable,
-    check_header_value,
 )
 
 DEFAULT_TIMEOUT = 30.0

@@ -17,7 +17,6 @@ import threading
 from email.utils import parseaddr
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from newsletter.bounces.verp import verp_address
 from newsletter.transports.base import (
     Batch,
     Outcome,
@@ -26,6 +25,7 @@ from newsletter.transports.base import (
     TransportUnavailable,
     build_mime,
 )
+from newsletter.verp import verp_address
 
 DEFAULT_TIMEOUT = 30.0
 UNREACHABLE = "SMTP server unreachable"

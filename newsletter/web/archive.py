@@ -17,8 +17,8 @@ from sqlmodel import Session, col, select
 
 from newsletter.audience import CONSENT_TEXT
 from newsletter.db import read_session
-from newsletter.issues import MONTH_RE, month_label
 from newsletter.models import Issue, IssuePaper, IssueStatus, Topic
+from newsletter.months import MONTH_RE, month_label
 from newsletter.rendering.issue_email import build_context, cached_issue_view, issue_subject
 from newsletter.rendering.variants import variant_for
 from newsletter.settings import Settings

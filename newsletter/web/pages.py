@@ -9,7 +9,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from newsletter.issues import month_label
+from newsletter.months import month_label
 from newsletter.settings import REPO_ROOT
 
 WEB_TEMPLATE_DIR = REPO_ROOT / "templates" / "web"

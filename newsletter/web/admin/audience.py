@@ -8,6 +8,7 @@ from collections.abc import Callable
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
 from newsletter import audience
 from newsletter.db import session_scope
@@ -15,7 +16,7 @@ from newsletter.desk import audit, people
 from newsletter.desk import papers as desk_papers
 from newsletter.desk.auth import Editor
 from newsletter.errors import NewsletterError
-from newsletter.issues import MONTH_RE
+from newsletter.months import MONTH_RE
 from newsletter.papers.sources import FORMATS
 from newsletter.papers.store import list_papers
 from newsletter.web.admin.guard import Posted, back_to, current_editor, desk_page, posted
@@ -203,7 +204,6 @@ async def import_papers(request: Request, post: Posted = Depends(posted)) -> Res
     if upload is None or isinstance(upload, str) or not upload.filename:
         return _papers_page(request, post.editor, 400, error="Choose a file to import.")
     data = await upload.read()  # bounded by the app's body cap (NEWSLETTER_MAX_BODY_BYTES)
-    from starlette.concurrency import run_in_threadpool
 
     report = await run_in_threadpool(
         desk_papers.import_upload,

@@ -10,15 +10,17 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlmodel import Session, col, select
 
-from newsletter import audience
+from newsletter import audience, release
 from newsletter.db import session_scope
 from newsletter.delivery import issue_status
-from newsletter.desk import audit, editing, previews, release
+from newsletter.desk import audit, editing, previews
 from newsletter.desk.auth import Editor
+from newsletter.desk.progress import progress as send_progress
 from newsletter.desk.report import send_report
 from newsletter.errors import NewsletterError
-from newsletter.issues import COMPOSABLE_STATUSES, MONTH_RE, compose_issue, load_issue_contents
+from newsletter.issues import COMPOSABLE_STATUSES, compose_issue, load_issue_contents
 from newsletter.models import Issue, IssueStatus, JobRun
+from newsletter.months import MONTH_RE
 from newsletter.rendering import personalize, preview_substitutions, render_issue_variant
 from newsletter.rendering.note import note_html
 from newsletter.settings import Settings
@@ -116,7 +118,7 @@ def _issue_page(
         runs = session.exec(
             select(JobRun).where(JobRun.month == month).order_by(col(JobRun.id).desc()).limit(20)
         ).all()
-    progress = release.progress(engine, month)
+    progress = send_progress(engine, month)
     return desk_page(
         request,
         editor,
@@ -336,7 +338,7 @@ def progress_json(
 ) -> JSONResponse:
     with Session(request.app.state.engine) as session:
         _issue_or_404(session, month)
-    return JSONResponse(release.progress(request.app.state.engine, month).as_dict())
+    return JSONResponse(send_progress(request.app.state.engine, month).as_dict())
 
 
 @router.get("/admin/issues/{month}/preview", response_class=HTMLResponse)

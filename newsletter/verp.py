@@ -1,5 +1,8 @@
 """VERP: the recipient written into the envelope sender, so a bounce names who bounced.
 
+The envelope contract between the SMTP transport (which writes these addresses) and the
+bounce reader (which reads them back): neutral, so neither imports the other.
+
 `bounces@news.example.org` sending to `alice@example.org` uses the return path
 `bounces+alice=example.org@news.example.org` (Mailman's format). The MTA hands every
 `bounces+…` address to the `bounces` mailbox (sub-addressing), and a bounce arriving there

@@ -1,11 +1,12 @@
-"""Releasing an issue from the desk: test copy, approve now, schedule, cancel, pause, resume,
-and the live progress of a send.
+"""Releasing an issue: the one path from an approved draft to a send, whoever asks.
 
-The web process never sends an issue itself. Approving or scheduling sets
-`Issue.scheduled_for`; the clock's scheduled-send check (`send_due_issues`, every
-`NEWSLETTER_SCHEDULE_CHECK_SECONDS`) starts the send through the same `start_send` as the
-monthly job, so the once-only transition, planning and workers are the ones already tested.
-A schedule missed by more than `NEWSLETTER_SEND_CUTOFF_HOURS` (clock down) is not sent late.
+The desk, the CLI and the clock all come here. Starting a send runs the pre-flight checks,
+moves the issue to `sending` (`begin_sending`: exactly one caller wins), plans, and either
+delivers in this process (the embedded SQLite default) or leaves the rows to `newsletter
+worker`. The web process never sends itself: approving or scheduling on the desk sets
+`Issue.scheduled_for`, and the clock's due-schedule check (`send_due_issues`, every
+`NEWSLETTER_SCHEDULE_CHECK_SECONDS`) starts it through `start_send` like the monthly job. A
+schedule missed by more than `NEWSLETTER_SEND_CUTOFF_HOURS` (clock down) is not sent late.
 """
 
 from __future__ import annotations
@@ -19,12 +20,19 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from newsletter.db import session_scope
-from newsletter.delivery import send_test_copy
-from newsletter.delivery.claim import delivery_counts
+from newsletter.delivery import (
+    begin_sending,
+    plan_deliveries,
+    require_postal_address,
+    require_public_sender,
+    send_issue,
+    send_test_copy,
+)
 from newsletter.desk import audit
 from newsletter.desk.editing import find_issue
 from newsletter.errors import NewsletterError
-from newsletter.models import DeliveryStatus, Issue, IssueStatus, JobRun
+from newsletter.models import Issue, IssueStatus, JobRun
+from newsletter.months import as_utc
 from newsletter.settings import Settings
 from newsletter.transports.base import Transport
 from subscribers.models import utcnow
@@ -34,8 +42,98 @@ RELEASABLE = (IssueStatus.DRAFT, IssueStatus.APPROVED, IssueStatus.MISSED)
 PAUSED_BY_EDITOR = "paused by an editor"
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+@dataclass(frozen=True)
+class JobOutcome:
+    month: str
+    # sent, sending, empty, missed, awaiting-approval, scheduled, already-started, busy,
+    # failed, source-failed (a source kept failing: the draft waits for a person)
+    outcome: str
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in {
+            "sent",
+            "sending",
+            "awaiting-approval",
+            "scheduled",
+            "already-started",
+            "busy",
+        }
+
+
+def start_send(
+    engine: Engine,
+    settings: Settings,
+    month: str,
+    *,
+    transport: Transport | None = None,
+    stop: threading.Event | None = None,
+    deliver_here: bool | None = None,
+    resume: bool = False,
+) -> JobOutcome | None:
+    """Move the issue to `sending` (exactly one caller wins), plan, and deliver if no worker will.
+
+    Returns None when another process already started this issue. With the embedded SQLite
+    default no separate worker runs, so the caller delivers; with PostgreSQL, workers drain.
+    `resume` also restarts a paused or missed issue (a person asked for it).
+    """
+    require_postal_address(settings)
+    require_public_sender(settings)
+    if deliver_here is None:
+        deliver_here = settings.is_sqlite
+    with session_scope(engine) as session:
+        issue = session.exec(select(Issue).where(Issue.month == month)).one()
+        if not begin_sending(session, issue, resume=resume):
+            return None
+        if not deliver_here:
+            plan = plan_deliveries(session, issue, settings)
+            return JobOutcome(
+                month,
+                "sending",
+                f"{plan.recipients} deliveries planned over {len(plan.variants)} variant(s); "
+                "`newsletter worker` processes deliver them",
+            )
+    # send_issue plans (idempotently) and delivers in this process.
+    report = send_issue(engine, settings, month, transport=transport, stop=stop)
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(report.totals.items()) if n)
+    if report.issue_status == IssueStatus.SENT:
+        if not counts:
+            return JobOutcome(month, "sent", "no active subscribers yet: archived, nobody mailed")
+        return JobOutcome(month, "sent", f"deliveries: {counts}")
+    if report.paused:
+        return JobOutcome(month, "failed", f"paused: {report.status_reason} ({counts})")
+    return JobOutcome(
+        month,
+        "sending",
+        f"interrupted ({counts}); `newsletter issue send {month}` finishes it",
+    )
+
+
+def approve_issue(
+    engine: Engine,
+    settings: Settings,
+    month: str,
+    *,
+    transport: Transport | None = None,
+    stop: threading.Event | None = None,
+    deliver_here: bool | None = None,
+) -> JobOutcome:
+    """An editor's go-ahead from the CLI in approval mode: mark approved, then send now."""
+    with session_scope(engine) as session:
+        issue = session.exec(select(Issue).where(Issue.month == month)).first()
+        if issue is None:
+            raise NewsletterError(f"no issue for {month}; compose it first")
+        if issue.status not in RELEASABLE:
+            raise NewsletterError(f"issue {month} is {issue.status}; only a draft can be approved")
+        issue.status = IssueStatus.APPROVED
+        issue.approved_at = datetime.now(UTC)
+    outcome = start_send(
+        engine, settings, month, transport=transport, stop=stop, deliver_here=deliver_here
+    )
+    if outcome is None:
+        return JobOutcome(month, "already-started", f"another process started {month}")
+    return outcome
 
 
 def send_test(engine: Engine, settings: Settings, month: str, email: str, actor: str) -> str:
@@ -56,7 +154,7 @@ def schedule(
     issue = find_issue(session, month)
     if issue.status not in RELEASABLE:
         raise NewsletterError(f"issue {month} is {issue.status}; only a draft can be scheduled")
-    when = _aware(when).astimezone(UTC)
+    when = as_utc(when).astimezone(UTC)
     if when < now - timedelta(minutes=1):
         raise NewsletterError(f"{when:%Y-%m-%d %H:%M} UTC is in the past; pick a later time")
     issue.scheduled_for = max(when, now)
@@ -70,6 +168,7 @@ def schedule(
 
 
 def approve_now(session: Session, month: str, actor: str) -> Issue:
+    """The desk's "approve and send now": a schedule for now, which the clock picks up."""
     issue = schedule(session, month, utcnow(), actor)
     audit.record(session, actor, "issue.approve", month, "send now")
     return issue
@@ -122,62 +221,6 @@ def resume(session: Session, month: str, actor: str) -> Issue:
     return issue
 
 
-@dataclass(frozen=True)
-class Progress:
-    month: str
-    status: str
-    reason: str
-    total: int
-    sent: int
-    failed: int
-    unknown: int
-    skipped: int
-    left: int
-    rate: float  # recipients per second since the send started
-    scheduled_for: datetime | None
-
-    def as_dict(self) -> dict[str, object]:
-        data = dict(self.__dict__)
-        data["scheduled_for"] = self.scheduled_for.isoformat() if self.scheduled_for else None
-        data["rate"] = round(self.rate, 1)
-        return data
-
-
-def progress(engine: Engine, month: str) -> Progress:
-    with session_scope(engine) as session:
-        issue = find_issue(session, month)
-        session.expunge(issue)
-    counts = delivery_counts(engine, issue.id)  # type: ignore[arg-type]
-    done = sum(
-        counts[str(s)]
-        for s in (
-            DeliveryStatus.SENT,
-            DeliveryStatus.FAILED,
-            DeliveryStatus.UNKNOWN,
-            DeliveryStatus.SKIPPED,
-        )
-    )
-    total = sum(counts.values())
-    rate = 0.0
-    if issue.send_started_at is not None:
-        end = _aware(issue.sent_at) if issue.sent_at else utcnow()
-        seconds = (end - _aware(issue.send_started_at)).total_seconds()
-        rate = done / seconds if seconds > 0 else 0.0
-    return Progress(
-        month=issue.month,
-        status=issue.status,
-        reason=issue.status_reason,
-        total=total,
-        sent=counts[str(DeliveryStatus.SENT)],
-        failed=counts[str(DeliveryStatus.FAILED)],
-        unknown=counts[str(DeliveryStatus.UNKNOWN)],
-        skipped=counts[str(DeliveryStatus.SKIPPED)],
-        left=total - done,
-        rate=rate,
-        scheduled_for=issue.scheduled_for,
-    )
-
-
 def send_due_issues(
     engine: Engine,
     settings: Settings,
@@ -192,8 +235,6 @@ def send_due_issues(
     Each due schedule is taken by one conditional UPDATE, so two clocks never both start it
     (and `begin_sending` decides once more). Every attempt leaves a `JobRun`.
     """
-    from newsletter.scheduler import start_send
-
     now = now or utcnow()
     with session_scope(engine) as session:
         due = session.exec(
@@ -222,7 +263,7 @@ def send_due_issues(
             ).rowcount
         if taken != 1:
             continue
-        when = _aware(when)
+        when = as_utc(when)
         run = JobRun(job=SCHEDULED_JOB, month=month, scheduled_for=when, started_at=now)
         late = now - when
         if late > timedelta(hours=settings.send_cutoff_hours):
