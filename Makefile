@@ -52,14 +52,16 @@ run: $(STAMP)
 
 test: $(STAMP) $(AXE)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 bench: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache node_modules
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .grimp_cache .import_linter_cache node_modules

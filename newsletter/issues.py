@@ -43,6 +43,17 @@ class IssueContents:
         return tuple(e for e in self.entries if e.in_email)
 
 
+def find_issue(session: Session, month: str) -> Issue:
+    """The month's issue, or an error that says how to make one (the desk, CLI and sends)."""
+    issue = session.exec(select(Issue).where(Issue.month == parse_month(month))).first()
+    if issue is None:
+        raise NewsletterError(
+            f"there is no issue for {month}; compose it first (on the desk, or "
+            f"`newsletter issue compose {month}`)"
+        )
+    return issue
+
+
 def load_issue_contents(session: Session, issue: Issue) -> IssueContents:
     """The issue's papers grouped by section in taxonomy order (three queries, any size)."""
     order = {t.slug: t for t in session.exec(select(Topic).order_by(Topic.position)).all()}

@@ -29,8 +29,8 @@ from newsletter.delivery import (
     send_test_copy,
 )
 from newsletter.desk import audit
-from newsletter.desk.editing import find_issue
 from newsletter.errors import NewsletterError
+from newsletter.issues import find_issue
 from newsletter.models import Issue, IssueStatus, JobRun
 from newsletter.months import as_utc
 from newsletter.settings import Settings
@@ -121,9 +121,7 @@ def approve_issue(
 ) -> JobOutcome:
     """An editor's go-ahead from the CLI in approval mode: mark approved, then send now."""
     with session_scope(engine) as session:
-        issue = session.exec(select(Issue).where(Issue.month == month)).first()
-        if issue is None:
-            raise NewsletterError(f"no issue for {month}; compose it first")
+        issue = find_issue(session, month)
         if issue.status not in RELEASABLE:
             raise NewsletterError(f"issue {month} is {issue.status}; only a draft can be approved")
         issue.status = IssueStatus.APPROVED

@@ -5,6 +5,10 @@ known topic slugs, the client address, the consent text version. Nothing here se
 functions say what should be sent (`SubscribeResult.send_confirmation`) and the caller sends.
 
 Functions flush but never commit: the caller owns the transaction.
+
+Why this module is long: every change of one subscriber's state (subscribe, confirm,
+topics, pause, unsubscribe, suppress, erase, export) sits with the consent record it writes,
+so the status rules are read in one place.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ rows other workers hold (`FOR UPDATE SKIP LOCKED`); SQLite serialises writers wi
 `BEGIN IMMEDIATE`. Rows are claimed only just before their request goes out and released in
 the transaction that records the outcome, so a claimed row whose owner died may have been
 sent: it becomes `unknown`, never pending again by itself.
+
+Why this module is long: it is the whole storage side of a claim. Claiming, renewing,
+recording, releasing and recovering touch the same rows under the same lease rules, and
+only read together do they show that nobody is sent an issue twice.
 """
 
 from __future__ import annotations

@@ -19,10 +19,11 @@ from newsletter.issues import (
     MAX_SUBJECT,
     ComposeResult,
     compose_issue,
+    find_issue,
     paper_section,
 )
 from newsletter.models import Issue, IssuePaper, IssueStatus, Paper, PaperTopic, Topic
-from newsletter.months import LATE_WINDOW_MONTHS, parse_month, shift_month
+from newsletter.months import LATE_WINDOW_MONTHS, shift_month
 from newsletter.papers.validation import MAX_SUMMARY
 from newsletter.rendering.note import MAX_NOTE
 from subscribers.models import utcnow
@@ -30,13 +31,6 @@ from subscribers.models import utcnow
 # How far back "add a late paper" looks: wider than compose's window, on purpose (a person
 # decides), but bounded so the list stays short.
 ADD_WINDOW_MONTHS = 12
-
-
-def find_issue(session: Session, month: str) -> Issue:
-    issue = session.exec(select(Issue).where(Issue.month == parse_month(month))).first()
-    if issue is None:
-        raise NewsletterError(f"there is no issue for {month}; compose it first")
-    return issue
 
 
 def editable_issue(session: Session, month: str) -> Issue:

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Engine
 
 from newsletter.db import session_scope
 from newsletter.delivery.claim import delivery_counts
-from newsletter.desk.editing import find_issue
+from newsletter.issues import find_issue
 from newsletter.models import DeliveryStatus
 from newsletter.months import as_utc
 from subscribers.models import utcnow

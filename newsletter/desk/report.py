@@ -9,7 +9,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from newsletter.delivery.status import StatusReport, issue_status
-from newsletter.desk.editing import find_issue
+from newsletter.issues import find_issue
 from newsletter.models import Delivery, DeliveryStatus, ProviderEvent
 from subscribers.models import ConsentRecord, Subscriber
 

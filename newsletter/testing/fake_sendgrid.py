@@ -12,6 +12,9 @@ explicit script of answers for the next requests.
 
     with FakeSendgrid(api_key="k", latency=0.1, fault_rate=0.2) as fake:
         transport = SendgridTransport("k", fake.url)
+
+Why this module is long: it is one fake server, the real API's validation and the faults
+the tests script against it.
 """
 
 from __future__ import annotations

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
-from newsletter import audience, release
+from newsletter import audience
 from newsletter.db import session_scope
 from newsletter.delivery import issue_status
 from newsletter.desk import audit, editing, previews
@@ -48,14 +48,15 @@ DONE = {
 }
 
 
-def _month(month: str) -> str:
+def month_or_404(month: str) -> str:
+    """The month of a desk URL, or 404 (a malformed month is no page)."""
     if not MONTH_RE.match(month):
         raise HTTPException(404)
     return month
 
 
-def _issue_or_404(session: Session, month: str) -> Issue:
-    issue = session.exec(select(Issue).where(Issue.month == _month(month))).first()
+def issue_or_404(session: Session, month: str) -> Issue:
+    issue = session.exec(select(Issue).where(Issue.month == month_or_404(month))).first()
     if issue is None:
         raise HTTPException(404)
     return issue
@@ -104,13 +105,13 @@ def compose(request: Request, post: Posted = Depends(posted)) -> Response:
     return back_to(f"/admin/issues/{month}?done=compose")
 
 
-def _issue_page(
+def issue_page_response(
     request: Request, editor: Editor, month: str, *, error: str = "", status_code: int = 200
 ) -> HTMLResponse:
     settings: Settings = request.app.state.settings
     engine = request.app.state.engine
     with Session(engine) as session:
-        issue = _issue_or_404(session, month)
+        issue = issue_or_404(session, month)
         contents = load_issue_contents(session, issue)
         catalog = audience.topic_catalog(session)
         editable = issue.status in COMPOSABLE_STATUSES
@@ -144,19 +145,19 @@ def _issue_page(
 def issue_page(
     request: Request, month: str, editor: Editor = Depends(current_editor)
 ) -> HTMLResponse:
-    return _issue_page(request, editor, _month(month))
+    return issue_page_response(request, editor, month_or_404(month))
 
 
-def _act(
+def desk_action(
     request: Request, post: Posted, month: str, done: str, action: Callable[[Session], object]
 ) -> Response:
     """Run one desk function in a transaction; on a refusal show the page with the reason."""
-    month = _month(month)
+    month = month_or_404(month)
     try:
         with session_scope(request.app.state.engine) as session:
             action(session)
     except NewsletterError as exc:
-        return _issue_page(request, post.editor, month, error=str(exc), status_code=400)
+        return issue_page_response(request, post.editor, month, error=str(exc), status_code=400)
     return back_to(f"/admin/issues/{month}?done={done}")
 
 
@@ -169,7 +170,7 @@ def _int(value: str, what: str) -> int:
 
 @router.post("/admin/issues/{month}/subject", response_class=HTMLResponse)
 def edit_subject(request: Request, month: str, post: Posted = Depends(posted)) -> Response:
-    return _act(
+    return desk_action(
         request,
         post,
         month,
@@ -180,7 +181,7 @@ def edit_subject(request: Request, month: str, post: Posted = Depends(posted)) -
 
 @router.post("/admin/issues/{month}/note", response_class=HTMLResponse)
 def edit_note(request: Request, month: str, post: Posted = Depends(posted)) -> Response:
-    return _act(
+    return desk_action(
         request,
         post,
         month,
@@ -195,12 +196,12 @@ def edit_lead(request: Request, month: str, post: Posted = Depends(posted)) -> R
         raw = post.get("paper_id")
         editing.set_lead(session, month, _int(raw, "paper") if raw else None, post.editor.email)
 
-    return _act(request, post, month, "lead", act)
+    return desk_action(request, post, month, "lead", act)
 
 
 @router.post("/admin/issues/{month}/papers/add", response_class=HTMLResponse)
 def add_paper(request: Request, month: str, post: Posted = Depends(posted)) -> Response:
-    return _act(
+    return desk_action(
         request,
         post,
         month,
@@ -216,7 +217,7 @@ def edit_paper(
     request: Request, month: str, paper_id: int, post: Posted = Depends(posted)
 ) -> Response:
     topics = [str(t) for t in post.form.getlist("topics")]
-    return _act(
+    return desk_action(
         request,
         post,
         month,
@@ -231,7 +232,7 @@ def edit_paper(
 def drop_paper(
     request: Request, month: str, paper_id: int, post: Posted = Depends(posted)
 ) -> Response:
-    return _act(
+    return desk_action(
         request,
         post,
         month,
@@ -245,7 +246,7 @@ def move_paper(
     request: Request, month: str, paper_id: int, post: Posted = Depends(posted)
 ) -> Response:
     step = -1 if post.get("direction") == "up" else 1
-    return _act(
+    return desk_action(
         request,
         post,
         month,
@@ -257,7 +258,7 @@ def move_paper(
 @router.post("/admin/issues/{month}/recompose", response_class=HTMLResponse)
 def recompose(request: Request, month: str, post: Posted = Depends(posted)) -> Response:
     title = request.app.state.settings.title
-    return _act(
+    return desk_action(
         request,
         post,
         month,
@@ -266,87 +267,12 @@ def recompose(request: Request, month: str, post: Posted = Depends(posted)) -> R
     )
 
 
-@router.post("/admin/issues/{month}/test", response_class=HTMLResponse)
-def send_test(request: Request, month: str, post: Posted = Depends(posted)) -> Response:
-    month = _month(month)
-    try:
-        release.send_test(
-            request.app.state.engine,
-            request.app.state.settings,
-            month,
-            post.get("email"),
-            post.editor.email,
-        )
-    except NewsletterError as exc:
-        return _issue_page(request, post.editor, month, error=str(exc), status_code=400)
-    return back_to(f"/admin/issues/{month}?done=test")
-
-
-@router.post("/admin/issues/{month}/approve", response_class=HTMLResponse)
-def approve(request: Request, month: str, post: Posted = Depends(posted)) -> Response:
-    return _act(
-        request, post, month, "approve", lambda s: release.approve_now(s, month, post.editor.email)
-    )
-
-
-def _parse_when(value: str) -> datetime:
-    """`YYYY-MM-DDTHH:MM` from a datetime-local input, read as UTC (the page says so)."""
-    try:
-        when = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise NewsletterError(f"{value!r} is not a date and time like 2026-12-01T09:00") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-@router.post("/admin/issues/{month}/schedule", response_class=HTMLResponse)
-def schedule(request: Request, month: str, post: Posted = Depends(posted)) -> Response:
-    return _act(
-        request,
-        post,
-        month,
-        "schedule",
-        lambda s: release.schedule(s, month, _parse_when(post.get("when")), post.editor.email),
-    )
-
-
-@router.post("/admin/issues/{month}/cancel-schedule", response_class=HTMLResponse)
-def cancel_schedule(request: Request, month: str, post: Posted = Depends(posted)) -> Response:
-    return _act(
-        request,
-        post,
-        month,
-        "cancel",
-        lambda s: release.cancel_schedule(s, month, post.editor.email),
-    )
-
-
-@router.post("/admin/issues/{month}/pause", response_class=HTMLResponse)
-def pause(request: Request, month: str, post: Posted = Depends(posted)) -> Response:
-    return _act(request, post, month, "pause", lambda s: release.pause(s, month, post.editor.email))
-
-
-@router.post("/admin/issues/{month}/resume", response_class=HTMLResponse)
-def resume(request: Request, month: str, post: Posted = Depends(posted)) -> Response:
-    return _act(
-        request, post, month, "resume", lambda s: release.resume(s, month, post.editor.email)
-    )
-
-
-@router.get("/admin/issues/{month}/progress.json")
-def progress_json(
-    request: Request, month: str, editor: Editor = Depends(current_editor)
-) -> JSONResponse:
-    with Session(request.app.state.engine) as session:
-        _issue_or_404(session, month)
-    return JSONResponse(send_progress(request.app.state.engine, month).as_dict())
-
-
 @router.get("/admin/issues/{month}/preview", response_class=HTMLResponse)
 def preview(request: Request, month: str, editor: Editor = Depends(current_editor)) -> HTMLResponse:
     settings: Settings = request.app.state.settings
     topics = parse_topics(request.query_params.getlist("topics"))
     with Session(request.app.state.engine) as session:
-        issue = _issue_or_404(session, month)
+        issue = issue_or_404(session, month)
         catalog = audience.topic_catalog(session)
         known = {t.slug for t in catalog}
         bad = [t for t in topics if t not in known]
@@ -376,7 +302,7 @@ def email(request: Request, month: str, editor: Editor = Depends(current_editor)
     settings: Settings = request.app.state.settings
     topics = parse_topics(request.query_params.getlist("topics"))
     with Session(request.app.state.engine) as session:
-        issue = _issue_or_404(session, month)
+        issue = issue_or_404(session, month)
         try:
             variant = previews.variant_of(session, issue, topics)
             rendered = render_issue_variant(session, issue, variant, settings)
@@ -389,7 +315,7 @@ def email(request: Request, month: str, editor: Editor = Depends(current_editor)
 @router.get("/admin/issues/{month}/report", response_class=HTMLResponse)
 def report(request: Request, month: str, editor: Editor = Depends(current_editor)) -> HTMLResponse:
     with Session(request.app.state.engine) as session:
-        issue = _issue_or_404(session, month)
+        issue = issue_or_404(session, month)
         page = send_report(session, month)
     return desk_page(
         request,
