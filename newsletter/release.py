@@ -1,6 +1,7 @@
 """Releasing an issue: the one path from an approved draft to a send, whoever asks.
 
-The desk, the CLI and the clock all come here. Starting a send runs the pre-flight checks,
+The desk, the CLI (`issue send`, `issue approve`) and the clock all come here, so a rule
+about what may go out is written once. Starting a send runs the pre-flight checks,
 moves the issue to `sending` (`begin_sending`: exactly one caller wins), plans, and either
 delivers in this process (the embedded SQLite default) or leaves the rows to `newsletter
 worker`. The web process never sends itself: approving or scheduling on the desk sets
@@ -21,6 +22,7 @@ from sqlmodel import Session, select
 
 from newsletter.db import session_scope
 from newsletter.delivery import (
+    SendReport,
     begin_sending,
     plan_deliveries,
     require_postal_address,
@@ -28,6 +30,7 @@ from newsletter.delivery import (
     send_issue,
     send_test_copy,
 )
+from newsletter.delivery.issue_run import ProgressCallback
 from newsletter.desk import audit
 from newsletter.errors import NewsletterError
 from newsletter.issues import find_issue
@@ -107,6 +110,34 @@ def start_send(
         month,
         "sending",
         f"interrupted ({counts}); `newsletter issue send {month}` finishes it",
+    )
+
+
+def send_by_hand(
+    engine: Engine,
+    settings: Settings,
+    month: str,
+    *,
+    dry_run: bool = False,
+    resend_unknown: bool = False,
+    progress: ProgressCallback | None = None,
+    stop: threading.Event | None = None,
+    transport: Transport | None = None,
+) -> SendReport:
+    """`newsletter issue send`: an operator's go, delivered in this process with progress.
+
+    It also finishes what a crash, a pause or a missed schedule left (nobody twice), and
+    resends unknown outcomes only when asked.
+    """
+    return send_issue(
+        engine,
+        settings,
+        month,
+        dry_run=dry_run,
+        resend_unknown=resend_unknown,
+        progress=progress,
+        stop=stop,
+        transport=transport,
     )
 
 

@@ -29,6 +29,7 @@ from newsletter.settings import load_settings
 from newsletter.testing.sample_issue import build_sample_issue
 from newsletter.web.admin import audience as admin_audience
 from newsletter.web.admin import issues as admin_issues
+from newsletter.web.admin import release as admin_release
 from newsletter.web.admin import signin as admin_signin
 from newsletter.web.app import create_app
 from subscribers import lifecycle
@@ -82,12 +83,13 @@ def mails(settings) -> list:
 
 
 def admin_routes() -> list[APIRoute]:
-    return [
-        r
-        for router in (admin_signin.router, admin_issues.router, admin_audience.router)
-        for r in router.routes
-        if isinstance(r, APIRoute)
-    ]
+    routers = (
+        admin_signin.router,
+        admin_issues.router,
+        admin_release.router,
+        admin_audience.router,
+    )
+    return [r for router in routers for r in router.routes if isinstance(r, APIRoute)]
 
 
 def concrete(path: str) -> str:

@@ -1,5 +1,5 @@
 """Presentation for `issue send`, `issue status` and `worker`: progress bar, summaries,
-signal handling. The work itself is in `newsletter.delivery`."""
+signal handling. The work itself is in `newsletter.release` and `newsletter.delivery`."""
 
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ from sqlalchemy.engine import Engine
 
 from newsletter.cli.common import console, err_console
 from newsletter.db import session_scope
-from newsletter.delivery import SendProgress, SendReport, issue_status, send_issue
+from newsletter.delivery import SendProgress, SendReport, issue_status
 from newsletter.delivery.status import StatusReport
 from newsletter.errors import NewsletterError
+from newsletter.release import send_by_hand
 from newsletter.settings import Settings
 
 
@@ -57,7 +58,7 @@ def _summary(report: SendReport) -> str:
 def run_send(
     engine: Engine, settings: Settings, month: str, *, dry_run: bool, resend_unknown: bool
 ) -> int:
-    """Run `send_issue` with a progress bar; returns the exit code."""
+    """Run `release.send_by_hand` with a progress bar; returns the exit code."""
     with (
         stop_on_signals() as stop,
         Progress(
@@ -92,7 +93,7 @@ def run_send(
                 rate=rate,
             )
 
-        report = send_issue(
+        report = send_by_hand(
             engine,
             settings,
             month,
