@@ -38,6 +38,8 @@ def _segments(body: str) -> tuple[str, ...]:
 
 def fill(body: str, fields: Mapping[str, str]) -> str:
     """Fill the markers (keys as returned by `placeholder`); unknown markers stay as they are."""
+    if not fields:  # a one-off body (a transactional mail): nothing to fill, nothing to cache
+        return body
     parts = _segments(body)
     if len(parts) == 1:
         return body
