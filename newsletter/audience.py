@@ -93,7 +93,6 @@ def _send_one(settings: Settings, subscriber: Subscriber, subject: str, html: st
 def send_confirmation(
     settings: Settings, subscriber: Subscriber, topics: list[str], catalog: list[Topic]
 ) -> None:
-
     links = links_for(settings, subscriber)
     email = render_transactional(
         "confirmation",
@@ -108,7 +107,6 @@ def send_confirmation(
 def send_welcome(
     settings: Settings, subscriber: Subscriber, topics: list[str], catalog: list[Topic]
 ) -> None:
-
     links = links_for(settings, subscriber)
     email = render_transactional(
         "welcome",

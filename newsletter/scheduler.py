@@ -22,12 +22,12 @@ from newsletter.bounces.mailbox import fetch_bounces
 from newsletter.errors import NewsletterError
 from newsletter.monthly import MONTHLY_JOB_ID, ran_for, record_clock_start, run_monthly_job
 from newsletter.months import previous_month
-from newsletter.release import JobOutcome, send_due_issues
+from newsletter.release import SCHEDULED_JOB, JobOutcome, send_due_issues
 from newsletter.settings import Settings
 
 log = logging.getLogger("newsletter.clock")
 
-SCHEDULED_SEND_JOB_ID = "scheduled-send"
+SCHEDULED_SEND_JOB_ID = SCHEDULED_JOB  # the APScheduler job is named as its JobRun rows
 BOUNCE_JOB_ID = "bounces-fetch"
 
 
