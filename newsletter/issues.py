@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, insert
 from sqlmodel import Session, select
 
+from newsletter import audit, revisions
 from newsletter.email_selection import rank_and_cap
 from newsletter.errors import NewsletterError
 from newsletter.models import Issue, IssuePaper, IssueStatus, Paper, PaperTopic, Topic, utcnow
@@ -231,6 +232,7 @@ def compose_issue(
     late_window_months: int = LATE_WINDOW_MONTHS,
     max_papers: int | None = None,
     max_per_topic: int | None = None,
+    actor: str = audit.SYSTEM,
 ) -> ComposeResult:
     """Create or refresh the draft issue of `month` (flushed; the caller commits).
 
@@ -242,10 +244,11 @@ def compose_issue(
     swallows papers. The window keeps the first issue from sweeping in years of back catalogue.
 
     Each paper's section is its first topic in taxonomy order. Recomposing a draft refreshes
-    it; when anything changed (papers, sections, order, subject) the revision is bumped, so
-    renders cached for the old revision are never reused, and an approved issue goes back to
-    draft. A locked issue is never changed (`NewsletterError`). A month with nothing to list
-    raises `EmptyMonthError` and creates nothing.
+    it; when anything changed (papers, sections, order, subject) a new revision is recorded
+    (`newsletter.revisions`), so renders cached for the old revision are never reused, and an
+    approval or schedule of the old revision is withdrawn. A locked issue is never changed
+    (`NewsletterError`). A month with nothing to list raises `EmptyMonthError` and creates
+    nothing.
 
     `max_papers` and `max_per_topic` cap what the email shows (`NEWSLETTER_MAX_PAPERS`,
     `NEWSLETTER_MAX_PAPERS_PER_TOPIC`): every candidate is still listed, ranked, and those
@@ -298,7 +301,6 @@ def compose_issue(
     if changed:
         if not created:
             session.execute(delete(IssuePaper).where(IssuePaper.issue_id == issue.id))
-            issue.revision += 1
         session.execute(
             insert(IssuePaper),
             [
@@ -315,11 +317,10 @@ def compose_issue(
             ],
         )
         issue.subject = subject
-        issue.status = IssueStatus.DRAFT
-        issue.approved_at = None
         issue.composed_at = utcnow()
         session.add(issue)
-        session.flush()
+        # A recompose's reason is what it changed, worked out from the snapshots.
+        revisions.record(session, issue, actor, "composed" if created else "", created=created)
     return ComposeResult(
         issue=issue,
         created=created,

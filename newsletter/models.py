@@ -111,6 +111,43 @@ class Issue(SQLModel, table=True):
     )
     scheduled_for: datetime | None = Field(default=None, sa_column=_ts())
     curated: bool = Field(default=False)
+    # Issue 21: an approval (or schedule) pins the revision a person reviewed; any later
+    # change to the content clears it, and the release path sends only this revision.
+    approved_revision: int | None = Field(default=None)
+    approved_by: str = Field(
+        default="", sa_column=Column(Text, nullable=False, default="", server_default="")
+    )
+
+
+class IssueRevision(SQLModel, table=True):
+    """One revision of an issue's content, kept whole: what an approval or test copy showed."""
+
+    __tablename__ = "issue_revision"
+    __table_args__ = (UniqueConstraint("issue_id", "number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(sa_column=_fk("issue.id"))
+    number: int
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(False))
+    actor: str = Field(default="", max_length=320)
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    digest: str = Field(max_length=64)  # SHA-256 of the snapshot's canonical JSON
+    snapshot: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class TestCopy(SQLModel, table=True):
+    """A test copy that went out: which revision and variant, to whom, asked by whom."""
+
+    __tablename__ = "test_copy"
+    __test__ = False  # not a pytest class
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(sa_column=_fk("issue.id"))
+    revision: int
+    variant: str = Field(default="", max_length=1000)
+    email: str = Field(max_length=320)
+    actor: str = Field(max_length=320, index=True)
+    sent_at: datetime = Field(default_factory=utcnow, sa_column=_ts(False))
 
 
 class IssuePaper(SQLModel, table=True):

@@ -22,15 +22,15 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from newsletter import audit, revisions
 from newsletter.db import is_postgres, session_scope
-from newsletter.delivery import send_test_copy
 from newsletter.errors import NewsletterError
 from newsletter.issues import EmptyMonthError, compose_issue
 from newsletter.models import Issue, IssuePaper, IssueStatus, JobRun
 from newsletter.months import as_utc, previous_month
 from newsletter.papers.fetching import FetchAttempt, FetchOptions, fetch_with_retries
 from newsletter.papers.sources_file import load_sources_file
-from newsletter.release import JobOutcome, start_send
+from newsletter.release import JobOutcome, ReleaseRefused, send_test, start_send
 from newsletter.settings import Settings
 from newsletter.transports.base import Transport
 
@@ -81,12 +81,15 @@ def _compose(engine: Engine, settings: Settings, month: str) -> Issue:
                 issue = session.exec(select(Issue).where(Issue.month == month)).first()
                 if issue is not None and issue.status in FINAL_OR_RUNNING:
                     return issue
+                # A fetch may have rewritten papers an unsent (even curated) issue lists.
+                revisions.refresh_drafts(session, audit.CLOCK, "papers updated by a fetch")
                 return compose_issue(
                     session,
                     month,
                     settings.title,
                     max_papers=settings.max_papers,
                     max_per_topic=settings.max_papers_per_topic,
+                    actor=audit.CLOCK,
                 ).issue
         except IntegrityError:
             if attempt:
@@ -195,9 +198,20 @@ def _run_locked(
             f"`newsletter issue approve {month}`"
             + (f"; {failed_sources}" if failed_sources else ""),
         )
-    outcome = start_send(
-        engine, settings, month, transport=transport, stop=stop, deliver_here=deliver_here
-    )
+    # Without approval mode the job is the approver of what it just composed; with it, only
+    # the revision an editor approved goes.
+    try:
+        outcome = start_send(
+            engine,
+            settings,
+            month,
+            transport=transport,
+            stop=stop,
+            deliver_here=deliver_here,
+            revision=None if settings.require_approval else issue.revision,
+        )
+    except ReleaseRefused as exc:
+        return _record(engine, run, "refused", str(exc))
     if outcome is None:
         return _record(engine, run, "already-started", f"another process started {month}")
     message = outcome.message
@@ -284,8 +298,7 @@ def _send_editor_copies(
 ) -> str:
     if not settings.editor_emails:
         return "no NEWSLETTER_EDITORS set, so no test copy was emailed"
-    for email in settings.editor_emails:
-        send_test_copy(engine, settings, month, email, transport=transport)
+    send_test(engine, settings, month, settings.editor_emails, audit.CLOCK, transport=transport)
     return f"test copy emailed to {', '.join(settings.editor_emails)}"
 
 

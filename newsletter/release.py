@@ -8,10 +8,17 @@ worker`. The web process never sends itself: approving or scheduling on the desk
 `Issue.scheduled_for`, and the clock's due-schedule check (`send_due_issues`, every
 `NEWSLETTER_SCHEDULE_CHECK_SECONDS`) starts it through `start_send` like the monthly job. A
 schedule missed by more than `NEWSLETTER_SEND_CUTOFF_HOURS` (clock down) is not sent late.
+
+Approved means one revision (`newsletter.revisions`): approving or scheduling pins the
+revision a person was shown (a stale one is refused with what changed), needs a test copy
+of it (`NEWSLETTER_REQUIRE_TEST_COPY`), and whatever starts the send checks, under the
+issue's row lock, that the content is still exactly that revision's snapshot; a mismatch
+withdraws the approval, is recorded, and mails nobody.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,22 +27,25 @@ from sqlalchemy import and_, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from newsletter import audit, revisions
 from newsletter.db import session_scope
 from newsletter.delivery import (
     SendReport,
     begin_sending,
     plan_deliveries,
+    preview_plan,
     require_postal_address,
     require_public_sender,
     send_issue,
     send_test_copy,
 )
 from newsletter.delivery.issue_run import ProgressCallback
-from newsletter.desk import audit
+from newsletter.desk import previews
 from newsletter.errors import NewsletterError
 from newsletter.issues import find_issue
-from newsletter.models import Issue, IssueStatus, JobRun
+from newsletter.models import Issue, IssueStatus, JobRun, TestCopy
 from newsletter.months import as_utc
+from newsletter.rendering import EVERYTHING
 from newsletter.settings import Settings
 from newsletter.transports.base import Transport
 from subscribers.models import utcnow
@@ -43,6 +53,142 @@ from subscribers.models import utcnow
 SCHEDULED_JOB = "scheduled-send"
 RELEASABLE = (IssueStatus.DRAFT, IssueStatus.APPROVED, IssueStatus.MISSED)
 PAUSED_BY_EDITOR = "paused by an editor"
+MAX_TEST_ADDRESSES = 5
+MAX_TEST_VARIANTS = 10
+TEST_COPIES_PER_HOUR = 20  # per editor: a test copy to any address must not be a bulk send
+
+
+class ReleaseRefused(NewsletterError):
+    """The release path would not send: nothing approved, or not what was approved."""
+
+
+class StaleRevision(NewsletterError):
+    """A confirmation named a revision the issue has moved on from."""
+
+    def __init__(self, month: str, shown: int, current: int, changed: list[str]) -> None:
+        self.shown, self.current, self.changed = shown, current, changed
+        what = "; ".join(changed) or "its content changed"
+        super().__init__(
+            f"issue {month} changed since you looked at revision {shown}: it is at revision "
+            f"{current} now ({what}); nothing was approved or sent, review it again"
+        )
+
+
+@dataclass(frozen=True)
+class ReleaseSummary:
+    """What a confirmation shows: the same on the desk and in the CLI."""
+
+    month: str
+    subject: str
+    revision: int
+    status: str
+    recipients: int
+    variants: int
+    test_copy: TestCopy | None  # the newest test copy of this revision
+    last_test_revision: int | None  # the newest test copy of any revision
+    changed_since_test: list[str]
+    approved_revision: int | None
+    require_test_copy: bool
+
+    @property
+    def tested(self) -> bool:
+        return self.test_copy is not None
+
+    @property
+    def may_approve(self) -> bool:
+        return self.tested or not self.require_test_copy
+
+    def lines(self) -> list[str]:
+        out = [
+            f"Issue {self.month}: {self.subject!r}, revision {self.revision} ({self.status})",
+            f"Recipients: {self.recipients:,} in {self.variants} variant(s)",
+        ]
+        if self.test_copy is not None:
+            when = self.test_copy.sent_at.strftime("%Y-%m-%d %H:%M")
+            out.append(
+                f"Test copy of revision {self.revision} sent {when} UTC to {self.test_copy.email}"
+            )
+        else:
+            never = f"Revision {self.revision} was never test-sent"
+            if self.last_test_revision is not None:
+                never += f" (the last test copy showed revision {self.last_test_revision}"
+                if self.changed_since_test:
+                    never += "; since then: " + "; ".join(self.changed_since_test)
+                never += ")"
+            out.append(never)
+        return out
+
+
+def release_summary(session: Session, settings: Settings, month: str) -> ReleaseSummary:
+    issue = find_issue(session, month)
+    plan = preview_plan(session, issue)
+    tested = revisions.last_test_copy(session, issue.id, issue.revision)  # type: ignore[arg-type]
+    last = tested or revisions.last_test_copy(session, issue.id)  # type: ignore[arg-type]
+    changed: list[str] = []
+    if last is not None and last.revision != issue.revision:
+        before = revisions.get(session, issue.id, last.revision)  # type: ignore[arg-type]
+        if before is not None:
+            changed = revisions.changes(before.snapshot, revisions.snapshot(session, issue))
+    return ReleaseSummary(
+        month=month,
+        subject=issue.subject,
+        revision=issue.revision,
+        status=issue.status,
+        recipients=plan.recipients,
+        variants=len(plan.variants),
+        test_copy=tested,
+        last_test_revision=last.revision if last else None,
+        changed_since_test=changed,
+        approved_revision=issue.approved_revision,
+        require_test_copy=settings.require_test_copy,
+    )
+
+
+def _locked(session: Session, month: str) -> Issue:
+    """The issue, its row locked until the transaction ends (PostgreSQL; SQLite serialises
+    writers anyway): an edit, an approval and a release never interleave."""
+    issue = session.exec(select(Issue).where(Issue.month == month).with_for_update()).first()
+    return issue or find_issue(session, month)
+
+
+def _pin(
+    session: Session,
+    settings: Settings,
+    month: str,
+    revision: int,
+    actor: str,
+    *,
+    when: datetime | None,
+    now: datetime,
+) -> Issue:
+    """Approve revision `revision` (the one the person confirmed), to send at `when`."""
+    issue = _locked(session, month)
+    if issue.status not in RELEASABLE:
+        raise NewsletterError(f"issue {month} is {issue.status}; only a draft can be approved")
+    if revision != issue.revision:
+        shown = revisions.get(session, issue.id, revision)  # type: ignore[arg-type]
+        changed = (
+            revisions.changes(shown.snapshot, revisions.snapshot(session, issue)) if shown else []
+        )
+        raise StaleRevision(month, revision, issue.revision, changed)
+    verdict = revisions.verify(session, issue, revision, actor)
+    if not verdict.ok:
+        raise StaleRevision(month, revision, issue.revision, [verdict.reason])
+    if settings.require_test_copy and (
+        revisions.last_test_copy(session, issue.id, revision) is None  # type: ignore[arg-type]
+    ):
+        raise NewsletterError(
+            f"revision {revision} of {month} was never test-sent: send yourself a test copy of "
+            "it first (NEWSLETTER_REQUIRE_TEST_COPY=true)"
+        )
+    issue.status = IssueStatus.APPROVED
+    issue.approved_at = now
+    issue.approved_revision = revision
+    issue.approved_by = actor
+    issue.status_reason = ""
+    issue.scheduled_for = when
+    session.add(issue)
+    return issue
 
 
 @dataclass(frozen=True)
@@ -74,9 +220,14 @@ def start_send(
     stop: threading.Event | None = None,
     deliver_here: bool | None = None,
     resume: bool = False,
+    revision: int | None = None,
+    actor: str = audit.CLOCK,
 ) -> JobOutcome | None:
     """Move the issue to `sending` (exactly one caller wins), plan, and deliver if no worker will.
 
+    Only one revision goes: `revision` when the caller is the approver (the monthly job
+    without approval mode, an operator's confirmed `issue send`), else the approved one;
+    `ReleaseRefused` when there is none or the content is no longer exactly it.
     Returns None when another process already started this issue. With the embedded SQLite
     default no separate worker runs, so the caller delivers; with PostgreSQL, workers drain.
     `resume` also restarts a paused or missed issue (a person asked for it).
@@ -86,8 +237,9 @@ def start_send(
     if deliver_here is None:
         deliver_here = settings.is_sqlite
     with session_scope(engine) as session:
-        issue = session.exec(select(Issue).where(Issue.month == month)).one()
-        if not begin_sending(session, issue, resume=resume):
+        issue = _locked(session, month)
+        pinned = check_release(session, issue, revision, actor)
+        if not begin_sending(session, issue, resume=resume, revision=pinned):
             return None
         if not deliver_here:
             plan = plan_deliveries(session, issue, settings)
@@ -113,11 +265,38 @@ def start_send(
     )
 
 
+def check_release(session: Session, issue: Issue, revision: int | None, actor: str) -> int | None:
+    """The revision that may go (None: a send already started, its content locked).
+
+    Refusing commits what it found (a withdrawn approval, the audit entry) before raising,
+    so the reason outlives the refusal.
+    """
+    if issue.status not in (IssueStatus.DRAFT, IssueStatus.APPROVED):
+        return None
+    pinned = revision if revision is not None else issue.approved_revision
+    if pinned is None:
+        reason = f"issue {issue.month} has no approved revision: approve it first"
+        if issue.status == IssueStatus.APPROVED:  # approved before revisions were pinned
+            revisions.withdraw(session, issue, actor, "approved before revisions were kept")
+        session.commit()
+        raise ReleaseRefused(reason)
+    verdict = revisions.verify(session, issue, pinned, actor)
+    if verdict.ok:
+        return pinned
+    revisions.withdraw(session, issue, actor, verdict.reason)
+    audit.record(session, actor, "issue.release_refused", issue.month, verdict.reason)
+    session.commit()
+    raise ReleaseRefused(f"{issue.month} not sent: {verdict.reason}")
+
+
 def send_by_hand(
     engine: Engine,
     settings: Settings,
     month: str,
     *,
+    revision: int | None = None,
+    force: bool = False,
+    actor: str = audit.SYSTEM,
     dry_run: bool = False,
     resend_unknown: bool = False,
     progress: ProgressCallback | None = None,
@@ -126,13 +305,37 @@ def send_by_hand(
 ) -> SendReport:
     """`newsletter issue send`: an operator's go, delivered in this process with progress.
 
-    It also finishes what a crash, a pause or a missed schedule left (nobody twice), and
-    resends unknown outcomes only when asked.
+    `revision` is the one the operator confirmed (the current one when None). In approval
+    mode only the approved revision goes, unless `force`, which is audited. It also finishes
+    what a crash, a pause or a missed schedule left (nobody twice), and resends unknown
+    outcomes only when asked.
     """
+    if not dry_run:
+        with session_scope(engine) as session:
+            issue = _locked(session, month)
+            if issue.status in (IssueStatus.DRAFT, IssueStatus.APPROVED):
+                shown = issue.revision if revision is None else revision
+                approved = issue.approved_revision
+                if settings.require_approval and approved != shown:
+                    if not force:
+                        raise ReleaseRefused(
+                            f"issue {month} revision {shown} is not approved (approval mode): "
+                            f"approve it first (`newsletter issue approve {month}`), or pass "
+                            "--force to send it unapproved"
+                        )
+                    audit.record(
+                        session, actor, "issue.send_forced", month, f"revision {shown} unapproved"
+                    )
+                check_release(session, issue, shown, actor)
+                audit.record(session, actor, "issue.send", month, f"revision {shown}")
+            elif resend_unknown:
+                audit.record(session, actor, "issue.resend_unknown", month, "")
+            revision = issue.revision
     return send_issue(
         engine,
         settings,
         month,
+        revision=None if dry_run else revision,
         dry_run=dry_run,
         resend_unknown=resend_unknown,
         progress=progress,
@@ -145,72 +348,144 @@ def approve_issue(
     engine: Engine,
     settings: Settings,
     month: str,
+    revision: int,
+    actor: str,
     *,
     transport: Transport | None = None,
     stop: threading.Event | None = None,
     deliver_here: bool | None = None,
 ) -> JobOutcome:
-    """An editor's go-ahead from the CLI in approval mode: mark approved, then send now."""
+    """An editor's go-ahead from the CLI in approval mode: approve `revision`, send now."""
     with session_scope(engine) as session:
-        issue = find_issue(session, month)
-        if issue.status not in RELEASABLE:
-            raise NewsletterError(f"issue {month} is {issue.status}; only a draft can be approved")
-        issue.status = IssueStatus.APPROVED
-        issue.approved_at = datetime.now(UTC)
+        _pin(session, settings, month, revision, actor, when=None, now=utcnow())
+        audit.record(session, actor, "issue.approve", month, f"revision {revision}, send now")
     outcome = start_send(
-        engine, settings, month, transport=transport, stop=stop, deliver_here=deliver_here
+        engine,
+        settings,
+        month,
+        transport=transport,
+        stop=stop,
+        deliver_here=deliver_here,
+        actor=actor,
     )
     if outcome is None:
         return JobOutcome(month, "already-started", f"another process started {month}")
     return outcome
 
 
-def send_test(engine: Engine, settings: Settings, month: str, email: str, actor: str) -> str:
-    """A test copy to an editor address; returns the address it went to."""
-    if email not in settings.editor_emails:
-        raise NewsletterError(f"{email!r} is not an editor address (NEWSLETTER_EDITORS)")
-    send_test_copy(engine, settings, month, email)
+def _addresses(raw: str | list[str]) -> list[str]:
+    parts = raw if isinstance(raw, list) else re.split(r"[\s,;]+", raw)
+    addresses = list(dict.fromkeys(p.strip() for p in parts if p.strip()))
+    if not addresses:
+        raise NewsletterError("type at least one address for the test copy")
+    if len(addresses) > MAX_TEST_ADDRESSES:
+        raise NewsletterError(
+            f"{len(addresses)} addresses; a test copy goes to at most {MAX_TEST_ADDRESSES} at once"
+        )
+    return addresses
+
+
+def send_test(
+    engine: Engine,
+    settings: Settings,
+    month: str,
+    addresses: str | list[str],
+    actor: str,
+    *,
+    topics: list[str] | None = None,
+    each_variant: bool = False,
+    transport: Transport | None = None,
+) -> list[str]:
+    """Test copies of the current revision to up to five addresses, for one topic set (none:
+    everything) or one of each variant the audience gets (up to ten); each is recorded
+    with its revision and audited. Returns what went, as "address (variant)" lines."""
+    emails = _addresses(addresses)
+    now = utcnow()
     with session_scope(engine) as session:
-        audit.record(session, actor, "issue.test", month, f"test copy to {email}")
-    return email
+        issue = find_issue(session, month)
+        if each_variant:
+            audience = previews.audience_by_variant(session, issue)
+            variants = sorted(audience, key=lambda v: (-audience[v], v))[:MAX_TEST_VARIANTS]
+            variants = variants or [EVERYTHING]
+        else:
+            variants = [previews.variant_of(session, issue, topics or [])]
+        count = len(emails) * len(variants)
+        if actor != audit.CLOCK:
+            recent = revisions.test_copies_since(session, actor, now - timedelta(hours=1))
+            if recent + count > TEST_COPIES_PER_HOUR:
+                raise NewsletterError(
+                    f"test copies are limited to {TEST_COPIES_PER_HOUR} an hour per editor; you "
+                    f"sent {recent} in the last hour and asked for {count} more"
+                )
+        revision, issue_id = issue.revision, issue.id
+    sent = []
+    for variant in variants:
+        for email in emails:
+            result = send_test_copy(
+                engine, settings, month, email, transport=transport, variant=variant
+            )
+            with session_scope(engine) as session:
+                session.add(
+                    TestCopy(
+                        issue_id=issue_id,  # type: ignore[arg-type]
+                        revision=revision,
+                        variant=variant,
+                        email=result.email,
+                        actor=actor,
+                    )
+                )
+                line = f"{result.email} ({previews.variant_label(variant, {})})"
+                audit.record(session, actor, "issue.test", month, f"revision {revision}: {line}")
+            sent.append(line)
+    return sent
 
 
 def schedule(
-    session: Session, month: str, when: datetime, actor: str, *, now: datetime | None = None
+    session: Session,
+    settings: Settings,
+    month: str,
+    when: datetime,
+    revision: int,
+    actor: str,
+    *,
+    now: datetime | None = None,
 ) -> Issue:
-    """Approve the issue for sending at `when` (UTC); the clock starts it then."""
+    """Approve revision `revision` for sending at `when` (UTC); the clock starts it then."""
     now = now or utcnow()
-    issue = find_issue(session, month)
-    if issue.status not in RELEASABLE:
-        raise NewsletterError(f"issue {month} is {issue.status}; only a draft can be scheduled")
     when = as_utc(when).astimezone(UTC)
     if when < now - timedelta(minutes=1):
         raise NewsletterError(f"{when:%Y-%m-%d %H:%M} UTC is in the past; pick a later time")
-    issue.scheduled_for = max(when, now)
-    issue.status = IssueStatus.APPROVED
-    issue.approved_at = now
-    session.add(issue)
+    issue = _pin(session, settings, month, revision, actor, when=max(when, now), now=now)
     audit.record(
-        session, actor, "issue.schedule", month, f"send at {issue.scheduled_for:%Y-%m-%d %H:%M} UTC"
+        session,
+        actor,
+        "issue.schedule",
+        month,
+        f"revision {revision}, send at {issue.scheduled_for:%Y-%m-%d %H:%M} UTC",
     )
     return issue
 
 
-def approve_now(session: Session, month: str, actor: str) -> Issue:
-    """The desk's "approve and send now": a schedule for now, which the clock picks up."""
-    issue = schedule(session, month, utcnow(), actor)
-    audit.record(session, actor, "issue.approve", month, "send now")
+def approve_now(
+    session: Session, settings: Settings, month: str, revision: int, actor: str
+) -> Issue:
+    """The desk's "approve and send now": revision `revision`, due now; the clock starts it."""
+    now = utcnow()
+    issue = _pin(session, settings, month, revision, actor, when=now, now=now)
+    audit.record(session, actor, "issue.approve", month, f"revision {revision}, send now")
     return issue
 
 
 def cancel_schedule(session: Session, month: str, actor: str) -> Issue:
-    issue = find_issue(session, month)
+    issue = _locked(session, month)
     if issue.scheduled_for is None or issue.status not in RELEASABLE:
         raise NewsletterError(f"issue {month} has no schedule to cancel (it is {issue.status})")
     issue.scheduled_for = None
     if issue.status == IssueStatus.APPROVED:
         issue.status = IssueStatus.DRAFT
         issue.approved_at = None
+        issue.approved_revision = None
+        issue.approved_by = ""
     session.add(issue)
     audit.record(session, actor, "issue.cancel_schedule", month, "")
     return issue
@@ -318,6 +593,8 @@ def send_due_issues(
                     outcome, message = "already-started", f"another process started {month}"
                 else:
                     outcome, message = result.outcome, result.message
+            except ReleaseRefused as exc:
+                outcome, message = "refused", str(exc)
             except NewsletterError as exc:
                 outcome, message = "failed", str(exc)
         run.outcome, run.message, run.finished_at = outcome, message, utcnow()

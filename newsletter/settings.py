@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     title: str = "What's new in ML Foundations"
     require_approval: bool = False
     editors: str = ""  # comma-separated addresses that get the test copy in approval mode
+    # issue 21: an approval or schedule needs a test copy of the very revision approved.
+    require_test_copy: bool = True
     paper_search_url: str = DEFAULT_PAPER_SEARCH_URL
     # issue 11: what inboxes see. Replies go to the editor; From is checked at start.
     reply_to: str = ""

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from newsletter.cli.common import console, engine, err_console, fail, settings
+from newsletter.cli.common import confirm, console, engine, err_console, fail, settings
 from newsletter.db import session_scope
 from newsletter.errors import NewsletterError
 from newsletter.months import MONTH_RE, parse_month
@@ -20,13 +20,39 @@ from newsletter.months import MONTH_RE, parse_month
 app = typer.Typer(help="Compose, preview, send and inspect a monthly issue.", no_args_is_help=True)
 
 
+YES = typer.Option(False, "--yes", "-y", help="Do not ask (scripts): the summary still prints.")
+
+
+def _summary(month: str):  # type: ignore[no-untyped-def]
+    from newsletter.release import release_summary
+
+    with session_scope(engine()) as session:
+        return release_summary(session, settings(), month)
+
+
 @app.command()
-def approve(month: str = typer.Argument(..., metavar="YYYY-MM")) -> None:
-    """Approve a draft (approval mode) and start sending it, as the monthly job would."""
+def approve(month: str = typer.Argument(..., metavar="YYYY-MM"), yes: bool = YES) -> None:
+    """Approve the current revision (approval mode) and start sending it.
+
+    Prints subject, revision, recipients and the last test copy, then asks [y/N]."""
+    from newsletter.audit import cli_actor
     from newsletter.release import approve_issue
 
-    outcome = approve_issue(engine(), settings(), month)
-    console.print(f"{outcome.month}: {outcome.outcome}: {outcome.message}")
+    _check_month(month)
+    summary = _summary(month)
+    if not summary.may_approve:
+        fail(
+            f"revision {summary.revision} of {month} was never test-sent: send a test copy first "
+            f"(`newsletter issue send {month} --test YOU@EXAMPLE.ORG`; "
+            "NEWSLETTER_REQUIRE_TEST_COPY=true)"
+        )
+    confirm(
+        summary.lines(),
+        f"Approve revision {summary.revision} and send it to {summary.recipients:,} people",
+        yes=yes,
+    )
+    outcome = approve_issue(engine(), settings(), month, summary.revision, cli_actor())
+    console.print(f"{outcome.month}: {outcome.outcome}: {outcome.message}", markup=False)
 
 
 @app.command()
@@ -82,6 +108,7 @@ def compose(
 
     Past the caps, papers appear on the issue's web version only; `issue candidates` lists
     them all, ranked."""
+    from newsletter.audit import cli_actor, record
     from newsletter.issues import compose_issue
     from newsletter.rendering.preview import variant_sizes
 
@@ -97,7 +124,9 @@ def compose(
                 settings().title,
                 max_papers=max_papers or settings().max_papers,
                 max_per_topic=max_per_topic or settings().max_papers_per_topic,
+                actor=cli_actor(),
             )
+            record(session, cli_actor(), "issue.compose", month, f"{result.total} papers")
         with session_scope(engine()) as session:
             sizes = variant_sizes(session, month, settings())
     except NewsletterError as exc:
@@ -179,29 +208,68 @@ def send(
     month: str = typer.Argument(..., metavar="YYYY-MM"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Plan and render; send nothing."),
     test: str | None = typer.Option(
-        None, "--test", metavar="EMAIL", help="Send one copy marked [TEST] to EMAIL only."
+        None,
+        "--test",
+        metavar="EMAIL[,EMAIL…]",
+        help="Send a copy marked [TEST rN] to these addresses only (up to 5).",
+    ),
+    topics: str | None = typer.Option(
+        None, "--topics", metavar="a,b", help="With --test: the variant of these topic slugs."
     ),
     resend_unknown: bool = typer.Option(
         False, "--resend-unknown", help="Send again to deliveries whose outcome is unknown."
     ),
     force: bool = typer.Option(
-        False, "--force", help="Send even when a pre-flight check (`newsletter doctor`) fails."
+        False,
+        "--force",
+        help="Send even when a pre-flight check (`newsletter doctor`) fails, or, in approval "
+        "mode, a revision nobody approved (audited).",
     ),
+    yes: bool = YES,
 ) -> None:
-    """Plan and deliver the issue; run it again to finish an interrupted send (nobody twice)."""
+    """Plan and deliver the issue; run it again to finish an interrupted send (nobody twice).
+
+    Prints subject, revision, recipients and the last test copy, then asks [y/N]."""
+    from newsletter.audit import cli_actor
     from newsletter.cli.doctor import refuse_on_failed_preflight
     from newsletter.cli.sending import run_send
+    from newsletter.rendering.preview import parse_topics_option
 
     _check_month(month)
     if not (force or dry_run or test is not None):
         refuse_on_failed_preflight(month)
     if test is not None:
-        from newsletter.delivery import send_test_copy
+        from newsletter.release import send_test
 
-        result = send_test_copy(engine(), settings(), month, test)
-        console.print(f"Test copy of {month} sent to {result.email}.", markup=False)
+        sent = send_test(
+            engine(), settings(), month, test, cli_actor(), topics=parse_topics_option(topics)
+        )
+        console.print(f"Test copy of {month} sent to {', '.join(sent)}.", markup=False)
         return
-    code = run_send(engine(), settings(), month, dry_run=dry_run, resend_unknown=resend_unknown)
+    revision = None
+    if not dry_run:
+        summary = _summary(month)
+        if summary.status in ("draft", "approved"):
+            revision = summary.revision
+            if settings().require_approval and summary.approved_revision != revision and not force:
+                fail(
+                    f"revision {revision} of {month} is not approved (approval mode): "
+                    f"`newsletter issue approve {month}`, or --force to send it unapproved"
+                )
+            question = f"Send revision {revision} to {summary.recipients:,} people"
+        else:
+            question = f"Continue the {summary.status} send of {month}"
+        confirm(summary.lines(), question, yes=yes)
+    code = run_send(
+        engine(),
+        settings(),
+        month,
+        dry_run=dry_run,
+        resend_unknown=resend_unknown,
+        revision=revision,
+        force=force,
+        actor=cli_actor(),
+    )
     if code:
         raise typer.Exit(code)
 

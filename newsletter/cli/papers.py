@@ -26,6 +26,17 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+def _after_import(name: str, counts: str) -> None:
+    """Audit an import and record what it rewrote in unsent issues (their approvals go)."""
+    from newsletter.audit import cli_actor, record
+    from newsletter.db import session_scope
+    from newsletter.revisions import refresh_drafts
+
+    with session_scope(engine()) as session:
+        record(session, cli_actor(), "papers.import", name, counts)
+        refresh_drafts(session, cli_actor(), f"papers imported from {name}")
+
+
 @app.command("import")
 def import_(
     paths: list[Path] = typer.Argument(..., metavar="PATH…", help="Paper files to import."),
@@ -55,6 +66,8 @@ def import_(
             else f"nothing changed ({_plural(report.skipped, 'paper')} already up to date)"
         )
         console.print(f"✓ {report.file} ({report.format}): {counts}", soft_wrap=True, markup=False)
+        if report.changed:
+            _after_import(Path(report.file).name, counts)
         if report.untagged:
             console.print(
                 f"  {_plural(len(report.untagged), 'paper')} matched no topic and went to "

@@ -19,6 +19,7 @@ from rich.progress import (
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
+from newsletter.audit import cli_actor
 from newsletter.cli.common import console, err_console
 from newsletter.db import session_scope
 from newsletter.delivery import SendProgress, SendReport, issue_status
@@ -56,7 +57,15 @@ def _summary(report: SendReport) -> str:
 
 
 def run_send(
-    engine: Engine, settings: Settings, month: str, *, dry_run: bool, resend_unknown: bool
+    engine: Engine,
+    settings: Settings,
+    month: str,
+    *,
+    dry_run: bool,
+    resend_unknown: bool,
+    revision: int | None = None,
+    force: bool = False,
+    actor: str = "",
 ) -> int:
     """Run `release.send_by_hand` with a progress bar; returns the exit code."""
     with (
@@ -97,6 +106,9 @@ def run_send(
             engine,
             settings,
             month,
+            revision=revision,
+            force=force,
+            actor=actor or cli_actor(),
             dry_run=dry_run,
             resend_unknown=resend_unknown,
             progress=progress,

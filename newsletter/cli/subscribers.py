@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from newsletter.cli.common import console, engine, fail, settings
+from newsletter.cli.common import audit_cli, console, engine, fail, settings
 from newsletter.db import session_scope
 
 app = typer.Typer(
@@ -44,6 +44,11 @@ def add(
     except SubscriberError as exc:
         fail(f"{email!r}: {exc}")
     sub = result.subscriber
+    audit_cli(
+        "subscriber.add",
+        sub.email,
+        "--confirmed: consent vouched for by the operator" if confirmed else str(sub.status),
+    )
     if confirmed:
         console.print(f"{sub.email}: active (consent vouched for by the operator).")
     elif result.send_confirmation:
@@ -72,6 +77,15 @@ def import_(
     except CsvImportError as exc:
         fail(f"{file}: {exc}")
     how = "active" if confirmed else f"{report.confirmations_sent} confirmation email(s) sent"
+    audit_cli(
+        "subscribers.import",
+        file.name,
+        f"{report.imported} imported"
+        + (", --confirmed: consent vouched for by the operator" if confirmed else f", {how}")
+        + (
+            f", {report.suppressed_skipped} suppressed skipped" if report.suppressed_skipped else ""
+        ),
+    )
     console.print(f"Imported {report.imported} subscriber(s) from {file}; {how}.")
     if report.suppressed_skipped:
         console.print(
@@ -127,6 +141,7 @@ def remove(email: str = typer.Argument(..., help="The address to erase.")) -> No
             fail(f"{email!r}: {exc}")
     if not erased:
         fail(f"no subscriber with address {email}")
+    audit_cli("subscriber.erase", "", "one person erased")  # the address itself is gone
     console.print(f"Erased {email}: every link sent to them stops working.")
 
 

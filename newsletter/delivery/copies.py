@@ -1,8 +1,9 @@
-"""A test copy: one message of the full issue to one address, outside the send's rows."""
+"""A test copy: one message of one variant of the issue to one address, outside the send's
+rows. Its subject names the revision (`[TEST r7] …`), its web-version link opens that draft
+without a session (a signed, expiring preview link) and its manage and unsubscribe links
+land on a page that says it was a test copy: a test copy unsubscribes nobody."""
 
 from __future__ import annotations
-
-import html
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.engine import Engine
@@ -14,11 +15,10 @@ from newsletter.issues import find_issue, load_issue_contents
 from newsletter.rendering import (
     EVERYTHING,
     list_headers,
-    preview_substitutions,
     render_issue_variant,
+    test_copy_substitutions,
 )
 from newsletter.settings import Settings
-from newsletter.substitution import placeholder
 from newsletter.transports import get_transport
 from newsletter.transports.base import (
     Batch,
@@ -36,25 +36,24 @@ def send_test_copy(
     month: str,
     email: str,
     transport: Transport | None = None,
+    *,
+    variant: str = EVERYTHING,
 ) -> RecipientResult:
-    """One copy of the full issue to `email`, subject marked "[TEST]"; no Delivery row.
-
-    Its links are the preview's (clearly fake tokens): a test copy unsubscribes nobody.
-    """
+    """One copy of `variant` (default: every topic) to `email`, marked "[TEST rN]"; no
+    Delivery row. Recording it (the revision it showed) is the caller's part."""
     require_public_sender(settings)
     try:
         email = validate_email(email, check_deliverability=False).normalized
     except EmailNotValidError as exc:
-        raise NewsletterError(f"--test {email!r}: not a valid email address ({exc})") from None
+        raise NewsletterError(f"{email!r} is not a valid email address ({exc})") from None
     with session_scope(engine) as session:
         issue = find_issue(session, month)
         if not load_issue_contents(session, issue).entries:
             raise NewsletterError(f"issue {month} lists no papers: nothing to send a test of")
-        rendered = render_issue_variant(session, issue, EVERYTHING, settings)
-    substitutions = preview_substitutions(settings, issue, EVERYTHING)
-    substitutions[placeholder("email")] = html.escape(email, quote=True)
+        rendered = render_issue_variant(session, issue, variant, settings)
+    substitutions = test_copy_substitutions(settings, issue, variant, email)
     batch = Batch(
-        subject=f"[TEST] {rendered.subject}",
+        subject=f"[TEST r{issue.revision}] {rendered.subject}",
         html=rendered.html,
         text=rendered.text,
         recipients=[Recipient(email=email, substitutions=substitutions)],

@@ -115,10 +115,12 @@ def send_issue(
     stop: threading.Event | None = None,
     transport: Transport | None = None,
     policy: RetryPolicy | None = None,
+    revision: int | None = None,
 ) -> SendReport:
     """Plan and deliver the month's issue until nothing is left; safe to run again.
 
     A second run finishes what a crash or a pause left; an issue already sent sends nothing.
+    With `revision` (the release path's check), a draft starts only while still at it.
     """
     require_postal_address(settings)
     require_public_sender(settings)
@@ -156,7 +158,12 @@ def send_issue(
     with session_scope(engine) as session:
         issue = session.get(Issue, issue.id)
         assert issue is not None
-        begin_sending(session, issue, resume=True)
+        begin_sending(session, issue, resume=True, revision=revision)
+        if revision is not None and issue.status in (IssueStatus.DRAFT, IssueStatus.APPROVED):
+            raise NewsletterError(
+                f"issue {month} changed while the send was starting (now revision "
+                f"{issue.revision}, not {revision}): nothing was sent"
+            )
         if issue.status == str(IssueStatus.SENDING):
             plan = plan_deliveries(session, issue, settings)
         session.expunge(issue)

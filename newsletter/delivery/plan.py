@@ -10,7 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, FromClause, case, func, literal, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    and_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
@@ -41,19 +52,27 @@ class PlanReport:
         return self.planned + self.already_planned
 
 
-def begin_sending(session: Session, issue: Issue, *, resume: bool = False) -> bool:
+def begin_sending(
+    session: Session, issue: Issue, *, resume: bool = False, revision: int | None = None
+) -> bool:
     """Move the issue to `sending`; True only for the one caller whose update won.
 
     `resume` also restarts an issue that was paused (error budget) or missed its schedule:
-    a person asked for it. Commits, so the win is durable before any mail goes out.
+    a person asked for it. With `revision`, a draft or approved issue starts only while it
+    is still at that revision (an edit committed meanwhile makes the update miss). Commits,
+    so the win is durable before any mail goes out.
     """
     allowed = [IssueStatus.DRAFT, IssueStatus.APPROVED]
     if resume:
         allowed += [IssueStatus.PAUSED, IssueStatus.MISSED]
     now = utcnow()
+    condition = Issue.status.in_([str(s) for s in allowed])
+    if revision is not None:
+        started = Issue.status.in_([str(IssueStatus.PAUSED), str(IssueStatus.MISSED)])
+        condition = and_(condition, or_(Issue.revision == revision, started))
     result = session.execute(
         update(Issue)
-        .where(Issue.id == issue.id, Issue.status.in_([str(s) for s in allowed]))
+        .where(Issue.id == issue.id, condition)
         .values(
             status=str(IssueStatus.SENDING),
             status_reason=PLANNING_REASON,

@@ -1,17 +1,18 @@
 """Shaping a draft on the desk: subject, editor's note, lead paper, each paper's summary and
 topics, dropping, reordering and adding papers.
 
-Every change bumps the issue's revision (so every cached render and preview follows), sends
-an approved issue back to draft, and writes an audit entry in the same transaction. A change
-to the paper list marks the draft curated, so the monthly job's recompose keeps it.
+Every change records a new revision with its snapshot (`newsletter.revisions`: every cached
+render and preview follows, and an approval or schedule of an earlier revision is withdrawn)
+and writes an audit entry in the same transaction. A change to the paper list marks the
+draft curated, so the monthly job's recompose keeps it.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import delete, func
 from sqlmodel import Session, select
 
-from newsletter.desk import audit
+from newsletter import audit, revisions
 from newsletter.errors import NewsletterError
 from newsletter.issues import (
     COMPOSABLE_STATUSES,
@@ -22,7 +23,7 @@ from newsletter.issues import (
     find_issue,
     paper_section,
 )
-from newsletter.models import Issue, IssuePaper, IssueStatus, Paper, PaperTopic, Topic
+from newsletter.models import Issue, IssuePaper, Paper, PaperTopic, Topic
 from newsletter.months import LATE_WINDOW_MONTHS, shift_month
 from newsletter.papers.validation import MAX_SUMMARY
 from newsletter.rendering.note import MAX_NOTE
@@ -34,22 +35,23 @@ ADD_WINDOW_MONTHS = 12
 
 
 def editable_issue(session: Session, month: str) -> Issue:
-    issue = find_issue(session, month)
+    """The draft, locked for this transaction on PostgreSQL: an edit and a release starting
+    at the same moment are serialised on the issue's row, so one sees the other."""
+    issue = session.exec(select(Issue).where(Issue.month == month).with_for_update()).first()
+    issue = issue or find_issue(session, month)  # none: find_issue says so
     if issue.status not in COMPOSABLE_STATUSES:
         raise NewsletterError(f"issue {month} is {issue.status}; only a draft can be changed")
     return issue
 
 
-def _changed(session: Session, issue: Issue, *, curated: bool = False) -> None:
-    issue.revision += 1
+def _changed(
+    session: Session, issue: Issue, actor: str, reason: str, *, curated: bool = False
+) -> None:
     issue.composed_at = utcnow()
-    if issue.status == IssueStatus.APPROVED:
-        issue.status = IssueStatus.DRAFT
-        issue.approved_at = None
     if curated:
         issue.curated = True
     session.add(issue)
-    session.flush()
+    revisions.record(session, issue, actor, reason)
 
 
 def _listing(session: Session, issue: Issue, paper_id: int) -> IssuePaper:
@@ -69,7 +71,7 @@ def set_subject(session: Session, month: str, subject: str, actor: str) -> Issue
     if clean != issue.subject:
         before = issue.subject
         issue.subject = clean
-        _changed(session, issue, curated=True)
+        _changed(session, issue, actor, "subject changed", curated=True)
         audit.record(session, actor, "issue.subject", month, f"{before!r} -> {clean!r}")
     return issue
 
@@ -81,7 +83,7 @@ def set_note(session: Session, month: str, note: str, actor: str) -> Issue:
         raise NewsletterError(f"the note is {len(note):,} characters; the limit is {MAX_NOTE:,}")
     if note != issue.editor_note:
         issue.editor_note = note
-        _changed(session, issue)
+        _changed(session, issue, actor, "editor's note changed")
         audit.record(session, actor, "issue.note", month, note[:500])
     return issue
 
@@ -92,8 +94,8 @@ def set_lead(session: Session, month: str, paper_id: int | None, actor: str) -> 
         _listing(session, issue, paper_id)
     if paper_id != issue.lead_paper_id:
         issue.lead_paper_id = paper_id
-        _changed(session, issue)
         title = session.get(Paper, paper_id).title if paper_id else "none"  # type: ignore[union-attr]
+        _changed(session, issue, actor, f"lead paper changed to {title[:120]}")
         audit.record(session, actor, "issue.lead", month, f"lead paper: {title}")
     return issue
 
@@ -141,26 +143,28 @@ def edit_paper(
         notes.append(f"topics {', '.join(before) or '-'} -> {', '.join(chosen)}")
     paper.updated_at = utcnow()
     session.add(paper)
-    # Another draft listing the same paper (a late arrival) must not keep a stale render.
-    session.execute(
-        update(Issue)
-        .where(
+    session.flush()
+    # Another draft listing the same paper (a late arrival) changed too: its own revision,
+    # and any approval of it withdrawn.
+    for other in session.exec(
+        select(Issue).where(
             Issue.id != issue.id,
             Issue.status.in_([str(s) for s in COMPOSABLE_STATUSES]),
             Issue.id.in_(select(IssuePaper.issue_id).where(IssuePaper.paper_id == paper_id)),
         )
-        .values(revision=Issue.revision + 1)
-        .execution_options(synchronize_session=False)
-    )
-    session.flush()
+    ).all():
+        revisions.record(
+            session, other, actor, f"{'; '.join(notes)} of {paper.title[:120]} (in {month})"
+        )
     section = paper_section(session, paper_id)
     moved = section != listing.topic_slug
     if moved:
         listing.topic_slug = section
         listing.position = _next_position(session, issue, section)
         session.add(listing)
-    _changed(session, issue, curated=moved)
-    audit.record(session, actor, "paper.edit", month, f"{paper.title[:120]}: {'; '.join(notes)}")
+    detail = f"{paper.title[:120]}: {'; '.join(notes)}"
+    _changed(session, issue, actor, detail, curated=moved)
+    audit.record(session, actor, "paper.edit", month, detail)
     return paper
 
 
@@ -185,7 +189,7 @@ def drop_paper(session: Session, month: str, paper_id: int, actor: str) -> Issue
     session.delete(listing)
     if issue.lead_paper_id == paper_id:
         issue.lead_paper_id = None
-    _changed(session, issue, curated=True)
+    _changed(session, issue, actor, f"paper dropped: {title[:120]}", curated=True)
     audit.record(session, actor, "issue.drop_paper", month, title[:200])
     return issue
 
@@ -207,8 +211,8 @@ def move_paper(session: Session, month: str, paper_id: int, step: int, actor: st
         return issue
     section[index].position, section[other].position = other, index
     session.add_all(section)
-    _changed(session, issue, curated=True)
     title = session.get(Paper, paper_id).title  # type: ignore[union-attr]
+    _changed(session, issue, actor, f"paper moved: {title[:120]}", curated=True)
     audit.record(
         session, actor, "issue.move_paper", month, f"{title[:150]} {'down' if step > 0 else 'up'}"
     )
@@ -261,7 +265,7 @@ def add_paper(session: Session, month: str, paper_id: int, actor: str) -> Issue:
             late=paper.month < issue.month,
         )
     )
-    _changed(session, issue, curated=True)
+    _changed(session, issue, actor, f"paper added: {paper.title[:120]}", curated=True)
     audit.record(session, actor, "issue.add_paper", month, paper.title[:200])
     return issue
 
@@ -272,7 +276,9 @@ def recompose(session: Session, month: str, title: str, actor: str) -> ComposeRe
     issue = editable_issue(session, month)
     issue.curated = False
     session.add(issue)
-    result = compose_issue(session, month, title, late_window_months=LATE_WINDOW_MONTHS)
+    result = compose_issue(
+        session, month, title, late_window_months=LATE_WINDOW_MONTHS, actor=actor
+    )
     if (
         issue.lead_paper_id is not None
         and session.get(IssuePaper, (issue.id, issue.lead_paper_id)) is None

@@ -11,8 +11,8 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from newsletter import audit, revisions
 from newsletter.db import session_scope
-from newsletter.desk import audit
 from newsletter.models import Paper
 from newsletter.papers.store import FileImportReport, import_paths
 
@@ -48,4 +48,6 @@ def import_upload(
             else f"{report.added} added, {report.updated} updated, {report.skipped} unchanged"
         )
         audit.record(session, actor, "papers.import", path.name, outcome[:2000])
+        if report.error is None and report.changed:
+            revisions.refresh_drafts(session, actor, f"papers imported from {path.name}")
     return report

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, or_
 from sqlmodel import Session, select
 
-from newsletter.desk import audit
+from newsletter import audit
 from newsletter.errors import NewsletterError
 from newsletter.models import Delivery, Issue, Topic
 from newsletter.personal_data import erase_person

@@ -18,6 +18,7 @@ from newsletter.rendering.recipients import (
     recipient_headers,
     recipient_links,
     recipient_substitutions,
+    test_copy_substitutions,
 )
 from newsletter.rendering.templates import TEMPLATE_VERSION
 from newsletter.rendering.transactional import render_transactional
@@ -51,5 +52,6 @@ __all__ = [
     "render_issue_variant",
     "render_preview",
     "render_transactional",
+    "test_copy_substitutions",
     "variant_for",
 ]

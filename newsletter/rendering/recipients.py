@@ -7,11 +7,13 @@ once per variant and only these values are substituted into it.
 from __future__ import annotations
 
 import html
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
+
+from itsdangerous import BadData, URLSafeTimedSerializer
 
 from newsletter.models import Issue
 from newsletter.rendering.message import header_safe
-from newsletter.rendering.variants import NO_MATCH
+from newsletter.rendering.variants import EVERYTHING, NO_MATCH
 from newsletter.settings import Settings
 from newsletter.substitution import check_header_value, placeholder
 from subscribers.models import Subscriber
@@ -42,6 +44,51 @@ def browser_url(settings: Settings, issue: Issue, variant: str) -> str:
     if variant and variant != NO_MATCH:
         url += "?topics=" + quote(variant, safe=",")
     return url
+
+
+# A test copy's web version: a signed, expiring, read-only link to the draft as that
+# revision and topic set showed it; no desk session needed, nothing it can change.
+TEST_PREVIEW_SALT = "newsletter.test-preview"
+TEST_PREVIEW_MAX_AGE = 14 * 24 * 3600
+
+
+def test_preview_key(settings: Settings, month: str, revision: int) -> str:
+    return URLSafeTimedSerializer(settings.secret, salt=TEST_PREVIEW_SALT).dumps(
+        {"m": month, "r": revision}
+    )
+
+
+def read_test_preview_key(settings: Settings, key: str, month: str) -> int | None:
+    """The revision a valid, unexpired key for `month` names; None for anything else."""
+    try:
+        claims = URLSafeTimedSerializer(settings.secret, salt=TEST_PREVIEW_SALT).loads(
+            key, max_age=TEST_PREVIEW_MAX_AGE
+        )
+    except BadData:
+        return None
+    if not isinstance(claims, dict) or claims.get("m") != month:
+        return None
+    revision = claims.get("r")
+    return revision if isinstance(revision, int) else None
+
+
+def test_copy_substitutions(
+    settings: Settings, issue: Issue, variant: str, email: str
+) -> dict[str, str]:
+    """A test copy's links: its web version through a signed preview link; its manage and
+    unsubscribe links to a page that says it was a test copy and changes nothing."""
+    base = settings.base_url
+    query = {"key": test_preview_key(settings, issue.month, issue.revision)}
+    if variant and variant not in (EVERYTHING, NO_MATCH):
+        query["topics"] = variant
+    return _fill(
+        {
+            "unsubscribe_url": f"{base}/test-copy/unsubscribe",
+            "preferences_url": f"{base}/test-copy/preferences",
+            "browser_url": f"{base}/issues/{issue.month}/preview?{urlencode(query)}",
+            "email": email,
+        }
+    )
 
 
 def _fill(values: dict[str, str]) -> dict[str, str]:

@@ -10,10 +10,10 @@ from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from newsletter import audience
+from newsletter import audience, audit
 from newsletter.db import session_scope
-from newsletter.desk import audit, people
 from newsletter.desk import papers as desk_papers
+from newsletter.desk import people
 from newsletter.desk.auth import Editor
 from newsletter.errors import NewsletterError
 from newsletter.months import MONTH_RE

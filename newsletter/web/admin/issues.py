@@ -10,10 +10,10 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
-from newsletter import audience
+from newsletter import audience, audit
 from newsletter.db import session_scope
 from newsletter.delivery import issue_status
-from newsletter.desk import audit, editing, previews
+from newsletter.desk import editing, previews
 from newsletter.desk.auth import Editor
 from newsletter.desk.progress import progress as send_progress
 from newsletter.desk.report import send_report

@@ -13,8 +13,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
+from newsletter import audit
 from newsletter.db import session_scope
-from newsletter.desk import audit, auth
+from newsletter.desk import auth
 from newsletter.settings import Settings
 from newsletter.web.admin.guard import (
     COOKIE_PATH,
