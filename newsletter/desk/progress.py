@@ -28,6 +28,7 @@ class Progress:
     left: int
     rate: float  # recipients per second since the send started
     scheduled_for: datetime | None
+    waiting: str = ""  # before a send starts: what it waits for, instead of "0 of 0"
 
     def as_dict(self) -> dict[str, object]:
         data = dict(self.__dict__)
@@ -36,7 +37,17 @@ class Progress:
         return data
 
 
-def progress(engine: Engine, month: str) -> Progress:
+def _waiting(status: str, scheduled_for: datetime | None, check_seconds: float) -> str:
+    if scheduled_for is None or status not in ("draft", "approved", "missed", "paused"):
+        return ""
+    when = as_utc(scheduled_for)
+    if when > utcnow():
+        return f"scheduled for {when:%Y-%m-%d %H:%M} UTC; the clock starts the send then"
+    return f"waiting for the clock (next check within {check_seconds:g} s)"
+
+
+def progress(engine: Engine, month: str, check_seconds: float = 30.0) -> Progress:
+    """`check_seconds`: how often the clock looks for due sends (what "waiting" promises)."""
     with session_scope(engine) as session:
         issue = find_issue(session, month)
         session.expunge(issue)
@@ -68,4 +79,5 @@ def progress(engine: Engine, month: str) -> Progress:
         left=total - done,
         rate=rate,
         scheduled_for=issue.scheduled_for,
+        waiting=_waiting(issue.status, issue.scheduled_for, check_seconds),
     )

@@ -27,6 +27,7 @@ from newsletter import audience
 from newsletter.db import read_session
 from newsletter.models import Issue
 from newsletter.rendering.preview import Preview, render_preview
+from newsletter.rendering.recipients import read_test_preview_key
 from newsletter.settings import Settings
 from newsletter.web.archive import (
     MONTH_RE,
@@ -65,11 +66,24 @@ def is_admin(request: Request) -> bool:
     return bool(cookie) and hmac.compare_digest(cookie.encode(), _cookie_value(settings).encode())
 
 
+def test_copy_revision(request: Request, month: str) -> int | None:
+    """The revision a test copy's signed `?key=` names for this month (None: no valid key).
+
+    A test copy's "view in your browser" opens its draft with no session: read-only, this
+    month only, expiring."""
+    key = request.query_params.get("key", "")
+    return read_test_preview_key(request.app.state.settings, key, month) if key else None
+
+
 def _viewable_issue(request: Request, session: Session, month: str) -> Issue | None:
     issue = session.exec(select(Issue).where(Issue.month == month)).first()
     if issue is None:
         return None
-    if not is_public(issue) and not is_admin(request):
+    if (
+        not is_public(issue)
+        and not is_admin(request)
+        and test_copy_revision(request, month) is None
+    ):
         return None
     return issue
 
@@ -87,8 +101,11 @@ def _viewable_preview(
     return render_preview(session, month, topics, request.app.state.settings)
 
 
-def _query(topics: list[str]) -> str:
-    return urlencode({"topics": ",".join(topics)}) if topics else ""
+def _query(topics: list[str], key: str = "") -> str:
+    values = {"topics": ",".join(topics)} if topics else {}
+    if key:
+        values["key"] = key
+    return urlencode(values)
 
 
 @router.get("/issues/{month}/preview", response_class=HTMLResponse)
@@ -117,7 +134,9 @@ def preview_page(request: Request, month: str) -> Response:
         if isinstance(preview, Response):
             return preview
         catalog = audience.topic_catalog(session)
-    query = _query(topics)
+    shown = test_copy_revision(request, month)
+    key = request.query_params.get("key", "") if shown is not None else ""
+    query = _query(topics, key)
     return render_page(
         request,
         "preview.html",
@@ -126,6 +145,8 @@ def preview_page(request: Request, month: str) -> Response:
         topics=catalog,
         chosen=set(topics),
         frame_src=f"/issues/{month}/preview/email" + (f"?{query}" if query else ""),
+        test_key=key,
+        test_revision=shown,
     )
 
 

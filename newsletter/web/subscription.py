@@ -196,3 +196,23 @@ def resubscribe(request: Request, token: str) -> HTMLResponse:
             headers={"Retry-After": str(int(wait))},
         )
     return _resubscribe(request, token)
+
+
+TEST_COPY_LINKS = {"preferences": "manage your subscription", "unsubscribe": "unsubscribe"}
+
+
+@router.api_route("/test-copy/{link}", methods=["GET", "POST"], response_class=HTMLResponse)
+def test_copy_link(request: Request, link: str) -> HTMLResponse:
+    """Where a test copy's manage and unsubscribe links lead: a page that says so, and no
+    change to anyone (also for a mail client's one-click POST to the test copy's header)."""
+    if link not in TEST_COPY_LINKS:
+        return error_page(request, 404, "Not found", "There is no such page.")
+    return render_page(
+        request,
+        "error.html",
+        heading="This was a test copy",
+        message=(
+            f"The link to {TEST_COPY_LINKS[link]} in a test copy does nothing: it belongs to "
+            "no subscriber. Every subscriber's own copy carries their own working link."
+        ),
+    )

@@ -220,8 +220,10 @@ async def import_papers(request: Request, post: Posted = Depends(posted)) -> Res
 @router.get("/admin/audit", response_class=HTMLResponse)
 def audit_log(request: Request, editor: Editor = Depends(current_editor)) -> HTMLResponse:
     action = request.query_params.get("action", "")
+    kind = request.query_params.get("kind", "")
+    kind = kind if kind in audit.ACTOR_KINDS else ""
     with Session(request.app.state.engine) as session:
-        entries, total = audit.entries(session, offset=_offset(request), action=action)
+        entries, total = audit.entries(session, offset=_offset(request), action=action, kind=kind)
     return desk_page(
         request,
         editor,
@@ -229,5 +231,7 @@ def audit_log(request: Request, editor: Editor = Depends(current_editor)) -> HTM
         entries=entries,
         total=total,
         action=action,
+        kind=kind,
+        kinds=audit.ACTOR_KINDS,
         offset=_offset(request),
     )

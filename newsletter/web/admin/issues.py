@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
-from newsletter import audience, audit
+from newsletter import audience, audit, revisions
 from newsletter.db import session_scope
 from newsletter.delivery import issue_status
 from newsletter.desk import editing, previews
@@ -21,6 +21,7 @@ from newsletter.errors import NewsletterError
 from newsletter.issues import COMPOSABLE_STATUSES, compose_issue, load_issue_contents
 from newsletter.models import Issue, IssueStatus, JobRun
 from newsletter.months import MONTH_RE
+from newsletter.release import release_summary
 from newsletter.rendering import personalize, preview_substitutions, render_issue_variant
 from newsletter.rendering.note import note_html
 from newsletter.settings import Settings
@@ -39,6 +40,7 @@ DONE = {
     "add": "Paper added.",
     "recompose": "Draft composed again from the papers.",
     "test": "Test copy sent.",
+    "tests": "Test copies sent.",
     "approve": "Approved: the clock starts the send within a minute.",
     "schedule": "Scheduled.",
     "cancel": "Schedule cancelled; the issue is a draft again.",
@@ -96,7 +98,7 @@ def compose(request: Request, post: Posted = Depends(posted)) -> Response:
     month = post.get("month").strip()
     try:
         with session_scope(request.app.state.engine) as session:
-            result = compose_issue(session, month, settings.title)
+            result = compose_issue(session, month, settings.title, actor=post.editor.email)
             audit.record(
                 session, post.editor.email, "issue.compose", month, f"{result.total} papers"
             )
@@ -119,7 +121,14 @@ def issue_page_response(
         runs = session.exec(
             select(JobRun).where(JobRun.month == month).order_by(col(JobRun.id).desc()).limit(20)
         ).all()
-    progress = send_progress(engine, month)
+        summary = release_summary(session, settings, month)
+        names = {t.slug: t.name for t in catalog}
+        audience_variants = previews.audience_by_variant(session, issue) if editable else {}
+        variant_options = [
+            (v, f"{previews.variant_label(v, names)} ({n:,} subscriber{'s' if n != 1 else ''})")
+            for v, n in sorted(audience_variants.items(), key=lambda kv: (-kv[1], kv[0]))
+        ][: previews.MAX_VARIANTS_SHOWN]
+    progress = send_progress(engine, month, settings.schedule_check_seconds)
     return desk_page(
         request,
         editor,
@@ -135,6 +144,10 @@ def issue_page_response(
         progress=progress,
         note_preview=note_html(issue.editor_note),
         editors=settings.editor_emails,
+        summary=summary,
+        variant_options=variant_options,
+        withdrawn=issue.status == IssueStatus.DRAFT
+        and issue.status_reason.startswith(revisions.WITHDRAWN),
         error=error,
         notice=DONE.get(request.query_params.get("done", ""), ""),
         now=datetime.now(UTC),
@@ -281,6 +294,8 @@ def preview(request: Request, month: str, editor: Editor = Depends(current_edito
         names = {t.slug: t.name for t in catalog}
         variant = previews.variant_of(session, issue, topics)
         rows = previews.variant_rows(session, issue, settings, names, [variant])
+        rendered = render_issue_variant(session, issue, variant, settings)
+        text = personalize(rendered, preview_substitutions(settings, issue, variant)).text
     query = urlencode({"topics": ",".join(topics)}) if topics else ""
     return desk_page(
         request,
@@ -292,6 +307,7 @@ def preview(request: Request, month: str, editor: Editor = Depends(current_edito
         variant=variant,
         variant_label=previews.variant_label(variant, names),
         rows=rows,
+        text_version=text,
         frame_src=f"/admin/issues/{month}/email" + (f"?{query}" if query else ""),
     )
 

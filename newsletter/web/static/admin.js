@@ -26,3 +26,16 @@
   }
   if (box.dataset.status === "sending" || box.dataset.scheduled) { poll(); }
 })();
+
+// Times the server wrote in UTC, also in the editor's own time zone.
+(function () {
+  "use strict";
+  document.querySelectorAll("time[data-local-time]").forEach(function (el) {
+    var when = new Date(el.getAttribute("datetime"));
+    if (isNaN(when)) { return; }
+    var local = when.toLocaleString(undefined, {
+      dateStyle: "medium", timeStyle: "short", timeZoneName: "short"
+    });
+    el.textContent = el.textContent + " (" + local + " your time)";
+  });
+})();
