@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from newsletter import audit, revisions
+from newsletter.approval import send_test
 from newsletter.db import is_postgres, session_scope
 from newsletter.errors import NewsletterError
 from newsletter.issues import EmptyMonthError, compose_issue
@@ -30,7 +31,7 @@ from newsletter.models import Issue, IssuePaper, IssueStatus, JobRun
 from newsletter.months import as_utc, previous_month
 from newsletter.papers.fetching import FetchAttempt, FetchOptions, fetch_with_retries
 from newsletter.papers.sources_file import load_sources_file
-from newsletter.release import JobOutcome, ReleaseRefused, send_test, start_send
+from newsletter.release import JobOutcome, ReleaseRefused, start_send
 from newsletter.settings import Settings
 from newsletter.transports.base import Transport
 
@@ -83,6 +84,12 @@ def _compose(engine: Engine, settings: Settings, month: str) -> Issue:
                     return issue
                 # A fetch may have rewritten papers an unsent (even curated) issue lists.
                 revisions.refresh_drafts(session, audit.CLOCK, "papers updated by a fetch")
+                if issue is not None and (
+                    issue.status == IssueStatus.APPROVED or issue.scheduled_for is not None
+                ):
+                    # An editor approved or scheduled this revision: recomposing would
+                    # withdraw it. New papers wait for the editor (the desk can recompose).
+                    return issue
                 return compose_issue(
                     session,
                     month,
@@ -159,6 +166,14 @@ def _run_locked(
             run,
             "already-started",
             f"issue {month} is {issue.status}; see `newsletter issue status {month}`",
+        )
+    if issue.status == IssueStatus.DRAFT and issue.status_reason.startswith(revisions.WITHDRAWN):
+        return _record(
+            engine,
+            run,
+            "awaiting-approval",
+            f"{issue.status_reason}; not sent: an editor approves the current revision on the "
+            "desk",
         )
     if issue.scheduled_for is not None and as_utc(issue.scheduled_for) > now:
         return _record(

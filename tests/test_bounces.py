@@ -170,7 +170,7 @@ def test_smtp_send_dsn_fetch_and_the_next_issue_skips_the_dead_address(
             "NEWSLETTER_SECRET_KEY": settings.secret_key,
         }.items():
             monkeypatch.setenv(name, value)
-        sent = cli("issue", "send", "2026-04")
+        sent = cli("issue", "send", "2026-04", "--yes")
         assert sent.exit_code == 0, sent.output
         first = sink.messages
         # The envelope sender on the wire is the VERP address of each recipient.
@@ -198,7 +198,7 @@ def test_smtp_send_dsn_fetch_and_the_next_issue_skips_the_dead_address(
 
         seed_issue(session, "2026-05", topics)
         session.commit()
-        again = cli("issue", "send", "2026-05")
+        again = cli("issue", "send", "2026-05", "--yes")
         assert again.exit_code == 0, again.output
         second = sink.messages[len(first) :]
         assert sorted(r for m in second for r in m.rcpt_tos) == sorted([alive, away])

@@ -354,7 +354,7 @@ def test_test_copy_is_marked_and_leaves_no_delivery(engine, session, small_setti
         assert result.outcome == "sent"
         accepted = fake.state.accepted
     assert [a.email for a in accepted] == ["editor@example.org"]
-    assert accepted[0].subject.startswith("[TEST] ")
+    assert accepted[0].subject.startswith("[TEST r1] ")
     assert _statuses(session, issue) == {}
     with pytest.raises(NewsletterError, match="not a valid email"):
         send_test_copy(engine, small_settings, MONTH, "nope")

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from newsletter.delivery import begin_sending, plan_deliveries
-from newsletter.models import Delivery, Issue
+from newsletter.models import AuditEntry, Delivery, Issue
 from newsletter.testing.fake_sendgrid import FakeSendgrid
 from newsletter.testing.sample_send import issue_topics, seed_issue, seed_subscribers, topic_sets
 
@@ -60,14 +60,21 @@ def test_send_dry_run_test_copy_send_status_and_resend(
     assert test.returncode == 0, test.stderr
     assert "Test copy of 2026-04 sent to editor@example.org" in test.stdout
     eml = list((tmp_path / "var" / "outbox").glob("*.eml"))
-    assert len(eml) == 1 and "Subject: [TEST] " in eml[0].read_text()
+    assert len(eml) == 1 and "Subject: [TEST r1] " in eml[0].read_text()
 
-    sent = _run(env, tmp_path, "issue", "send", MONTH)
+    # Without a terminal to ask on, nothing goes unless --yes says so; the summary still prints.
+    unasked = _run(env, tmp_path, "issue", "send", MONTH)
+    assert unasked.returncode == 1 and "--yes" in unasked.stderr, unasked.stderr
+    assert "Recipients: 40 in 4 variant(s)" in unasked.stdout
+    assert "Test copy of revision 1 sent" in unasked.stdout
+    assert _statuses(session) == {}
+
+    sent = _run(env, tmp_path, "issue", "send", MONTH, "--yes")
     assert sent.returncode == 0, sent.stderr
     assert "this run sent 40" in sent.stdout and "Issue 2026-04 is sent." in sent.stdout
     assert len(list((tmp_path / "var" / "outbox").glob("*.eml"))) == 41
 
-    again = _run(env, tmp_path, "issue", "send", MONTH)
+    again = _run(env, tmp_path, "issue", "send", MONTH, "--yes")
     assert again.returncode == 0 and "already sent (40 sent); nothing to send" in again.stdout
 
     status = _run(env, tmp_path, "issue", "status", MONTH)
@@ -76,11 +83,19 @@ def test_send_dry_run_test_copy_send_status_and_resend(
     assert [line.split()[1:] for line in status.stdout.splitlines() if "│ sent" in line] == [
         ["sent", "│", "40", "│"]
     ]
+    # The hand send and the test copy are in the desk's audit log, named as the CLI.
+    session.expire_all()
+    logged = session.scalars(select(AuditEntry).where(AuditEntry.target == MONTH)).all()
+    assert {(e.action, e.actor.startswith("cli:")) for e in logged} >= {
+        ("issue.test", True),
+        ("issue.send", True),
+    }
+    assert next(e for e in logged if e.action == "issue.send").detail == "revision 1"
 
 
 def test_send_fails_cleanly_on_bad_input(settings, cli_env, seeded, tmp_path):
     env = cli_env(NEWSLETTER_BATCH_SIZE="10", NEWSLETTER_POSTAL_ADDRESS="")
-    no_address = _run(env, tmp_path, "issue", "send", MONTH)
+    no_address = _run(env, tmp_path, "issue", "send", MONTH, "--yes")
     assert no_address.returncode == 1
     assert "NEWSLETTER_POSTAL_ADDRESS" in no_address.stderr
     assert "Traceback" not in no_address.stderr and len(no_address.stderr.splitlines()) <= 2
@@ -100,7 +115,7 @@ def test_paused_send_exits_1_with_the_reason(settings, cli_env, session, seeded,
             SENDGRID_API_KEY="SG.wrong-key",
             NEWSLETTER_SENDGRID_HOST=fake.url,
         )
-        result = _run(env, tmp_path, "issue", "send", MONTH)
+        result = _run(env, tmp_path, "issue", "send", MONTH, "--yes")
     assert result.returncode == 1
     assert "paused" in result.stderr and "SENDGRID_API_KEY" in result.stderr
     assert _statuses(session) == {"pending": 40}

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from newsletter import release
+from newsletter import approval, release
 from newsletter.delivery import preview_plan
 from newsletter.delivery.feedback import record_sendgrid_events
 from newsletter.desk.previews import audience_by_variant
@@ -353,31 +353,64 @@ def subscribe(engine, n: int) -> None:
         session.commit()
 
 
+def send_test(client: TestClient, base: str, csrf: str, emails: str = EDITOR, **form) -> None:
+    resp = client.post(base + "/test", data={"emails": emails, "csrf_token": csrf, **form})
+    assert resp.status_code == 303, resp.text
+
+
+def confirm(client: TestClient, base: str, action: str, csrf: str, **form) -> str:
+    """Post the release form, read the confirmation page, confirm its revision; the page."""
+    page = client.post(base + f"/{action}", data={"csrf_token": csrf, **form})
+    assert page.status_code == 200, page.text
+    revision = re.search(r'name="revision" value="(\d+)"', page.text)
+    assert revision, page.text
+    done = client.post(
+        base + f"/{action}", data={"csrf_token": csrf, "revision": revision.group(1), **form}
+    )
+    assert done.status_code == 303, done.text
+    return page.text
+
+
 def test_test_copy_schedule_clock_sends_and_report(client, desk, engine) -> None:
     with_issue(engine)
     subscribe(engine, 3)
     csrf = sign_in(client)
     base = f"/admin/issues/{MONTH}"
-    assert (
-        client.post(base + "/test", data={"email": EDITOR, "csrf_token": csrf}).status_code == 303
-    )
+    send_test(client, base, csrf)
     test_copy = mails(desk)[-1]
-    assert test_copy["To"] == EDITOR and test_copy["Subject"].startswith("[TEST]")
-    refused = client.post(base + "/test", data={"email": "x@example.org", "csrf_token": csrf})
-    assert refused.status_code == 400
+    assert test_copy["To"] == EDITOR and test_copy["Subject"].startswith("[TEST r1] ")
+    # Any address an editor types, for a topic set; more than five at once is refused.
+    send_test(client, base, csrf, "x@example.org", variant="optimization")
+    assert mails(desk)[-1]["To"] == "x@example.org"
+    six = ",".join(f"t{i}@example.org" for i in range(6))
+    refused = client.post(base + "/test", data={"emails": six, "csrf_token": csrf})
+    assert refused.status_code == 400 and "at most 5" in refused.text
     when = datetime.now(UTC) + timedelta(hours=2)
-    resp = client.post(
-        base + "/schedule", data={"when": when.strftime("%Y-%m-%dT%H:%M"), "csrf_token": csrf}
-    )
-    assert resp.status_code == 303
+    page = confirm(client, base, "schedule", csrf, when=when.strftime("%Y-%m-%dT%H:%M"))
+    assert re.search(r'data-field="recipients">3<', page) and "was test-sent" in page
     assert release.send_due_issues(engine, desk, deliver_here=True) == []  # not yet
-    # An edit after scheduling keeps the schedule; cancelling clears it.
+    # An edit after scheduling withdraws the schedule: the clock sends nothing, the page says
+    # why, the audit log names it.
     client.post(base + "/note", data={"note": "Edited later", "csrf_token": csrf})
-    assert client.post(base + "/cancel-schedule", data={"csrf_token": csrf}).status_code == 303
+    draft = client.get(base).text
+    assert 'id="withdrawn"' in draft and "editor&#39;s note changed" in draft
+    assert "Changed since the last test copy" in draft
     assert release.send_due_issues(engine, desk, now=when + timedelta(minutes=1)) == []
-    client.post(
+    with Session(engine) as session:
+        issue = session.exec(select(Issue)).one()
+        assert (issue.status, issue.scheduled_for, issue.approved_revision) == ("draft", None, None)
+        withdrawn = session.exec(
+            select(AuditEntry).where(AuditEntry.action == "issue.approval_withdrawn")
+        ).one()
+        assert withdrawn.actor != "clock" and "note changed" in withdrawn.detail
+    # The new revision was never test-sent: the confirmation says so and cannot be confirmed.
+    untested = client.post(
         base + "/schedule", data={"when": when.strftime("%Y-%m-%dT%H:%M"), "csrf_token": csrf}
     )
+    assert "was never test-sent" in untested.text and 'name="revision"' not in untested.text
+    send_test(client, base, csrf)
+    assert mails(desk)[-1]["Subject"].startswith("[TEST r2] ")
+    confirm(client, base, "schedule", csrf, when=when.strftime("%Y-%m-%dT%H:%M"))
     done = release.send_due_issues(engine, desk, now=when + timedelta(minutes=1), deliver_here=True)
     assert done == [f"{MONTH}: sent"]
     progress = client.get(base + "/progress.json").json()
@@ -420,7 +453,8 @@ def test_approve_pause_resume_and_missed_schedule(client, desk, engine) -> None:
     subscribe(engine, 2)
     csrf = sign_in(client)
     base = f"/admin/issues/{MONTH}"
-    assert client.post(base + "/approve", data={"csrf_token": csrf}).status_code == 303
+    send_test(client, base, csrf)
+    confirm(client, base, "approve", csrf)
     # The clock plans (PostgreSQL: workers deliver), then an editor pauses.
     assert release.send_due_issues(engine, desk, deliver_here=False) == [f"{MONTH}: sending"]
     assert client.post(base + "/pause", data={"csrf_token": csrf}).status_code == 303
@@ -444,9 +478,10 @@ def test_approve_pause_resume_and_missed_schedule(client, desk, engine) -> None:
 def test_a_schedule_missed_beyond_the_cutoff_is_not_sent_late(desk, engine) -> None:
     with_issue(engine)
     subscribe(engine, 1)
+    untested = desk.model_copy(update={"require_test_copy": False})
     with Session(engine) as session:
         when = datetime.now(UTC)
-        release.schedule(session, MONTH, when, "someone")
+        approval.schedule(session, untested, MONTH, when, 1, "someone")
         session.commit()
     later = when + timedelta(hours=desk.send_cutoff_hours + 1)
     assert release.send_due_issues(engine, desk, now=later) == [f"{MONTH}: missed"]
@@ -551,8 +586,9 @@ def test_monthly_job_leaves_an_issue_scheduled_for_later(desk, engine) -> None:
     with_issue(engine)
     subscribe(engine, 1)
     now = datetime.now(UTC)
+    untested = desk.model_copy(update={"require_test_copy": False})
     with Session(engine) as session:
-        release.schedule(session, MONTH, now + timedelta(days=2), "someone")
+        approval.schedule(session, untested, MONTH, now + timedelta(days=2), 1, "someone")
         session.commit()
     outcome = run_monthly_job(engine, desk, month=MONTH, scheduled_for=now, now=now)
     assert outcome.outcome == "scheduled" and outcome.ok

@@ -250,12 +250,12 @@ def test_issue_send_refuses_on_a_failed_preflight_unless_forced(
     session.commit()
     monkeypatch.setenv("NEWSLETTER_POSTAL_ADDRESS", settings.postal_address)
     monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "changeme")
-    refused = cli("issue", "send", "2026-04")
+    refused = cli("issue", "send", "2026-04", "--yes")
     assert refused.exit_code == 1
     assert "secret key" in refused.output and "--force" in refused.output
     assert session.execute(select(Delivery)).first() is None  # nothing planned, nothing sent
     session.rollback()
-    forced = cli("issue", "send", "2026-04", "--force")
+    forced = cli("issue", "send", "2026-04", "--force", "--yes")
     assert forced.exit_code == 0, forced.output
     assert len(list((settings.var_dir / "outbox").glob("delivery-*.eml"))) == 2
 

@@ -132,7 +132,7 @@ def test_kill_9_mid_send_then_send_again(
         env = _sendgrid_env(cli_env, fake)
         for threshold in kill_after:
             proc = subprocess.Popen(
-                _newsletter("issue", "send", MONTH),
+                _newsletter("issue", "send", MONTH, "--yes"),
                 env=env,
                 cwd=tmp_path,
                 stdout=subprocess.PIPE,
@@ -147,7 +147,7 @@ def test_kill_9_mid_send_then_send_again(
                 kills += 1
             proc.communicate(timeout=30)
         final = subprocess.run(
-            _newsletter("issue", "send", MONTH),
+            _newsletter("issue", "send", MONTH, "--yes"),
             env=env,
             cwd=tmp_path,
             capture_output=True,
@@ -182,7 +182,7 @@ def test_kill_9_mid_send_then_send_again(
     for line in ("sent", "unknown"):
         assert line in status.stdout
     again = subprocess.run(
-        _newsletter("issue", "send", MONTH),
+        _newsletter("issue", "send", MONTH, "--yes"),
         env=env,
         cwd=tmp_path,
         capture_output=True,

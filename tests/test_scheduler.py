@@ -132,10 +132,11 @@ def test_approval_mode_waits_for_an_editor(engine, session, settings, sample) ->
     waiting = run_monthly_job(engine, strict, month="2026-04")
     assert waiting.outcome == "awaiting-approval" and "ed@example.org" in waiting.message
     copies = list(Path(settings.outbox_dir).glob("*.eml"))
-    assert len(copies) == 1 and b"[TEST]" in copies[0].read_bytes()
+    assert len(copies) == 1 and b"[TEST r1]" in copies[0].read_bytes()
     assert _deliveries(session, "2026-04") == {}
     assert run_monthly_job(engine, strict, month="2026-04").outcome == "awaiting-approval"
-    approved = approve_issue(engine, strict, "2026-04", deliver_here=True)
+    # The editors' copies are test copies of revision 1: an editor may approve it.
+    approved = approve_issue(engine, strict, "2026-04", 1, "ed@example.org", deliver_here=True)
     assert approved.outcome == "sent"
     assert _deliveries(session, "2026-04") == {"sent": READERS}
 
@@ -244,7 +245,7 @@ def test_sigterm_mid_send_then_restart_misses_and_duplicates_nobody(
         interrupted = len(fake.accepted_emails)
         assert 0 < interrupted < readers, logs
         finish = subprocess.run(
-            [*nl, "issue", "send", month], env=env, capture_output=True, text=True, timeout=120
+            [*nl, "issue", "send", month, "--yes"], env=env, capture_output=True, text=True, timeout=120
         )
         assert finish.returncode == 0, finish.stderr
         accepted = Counter(fake.accepted_emails)

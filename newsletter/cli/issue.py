@@ -24,7 +24,7 @@ YES = typer.Option(False, "--yes", "-y", help="Do not ask (scripts): the summary
 
 
 def _summary(month: str):  # type: ignore[no-untyped-def]
-    from newsletter.release import release_summary
+    from newsletter.approval import release_summary
 
     with session_scope(engine()) as session:
         return release_summary(session, settings(), month)
@@ -239,7 +239,7 @@ def send(
     if not (force or dry_run or test is not None):
         refuse_on_failed_preflight(month)
     if test is not None:
-        from newsletter.release import send_test
+        from newsletter.approval import send_test
 
         sent = send_test(
             engine(), settings(), month, test, cli_actor(), topics=parse_topics_option(topics)

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
 from newsletter import audience, audit, revisions
+from newsletter.approval import release_summary
 from newsletter.db import session_scope
 from newsletter.delivery import issue_status
 from newsletter.desk import editing, previews
@@ -21,7 +22,6 @@ from newsletter.errors import NewsletterError
 from newsletter.issues import COMPOSABLE_STATUSES, compose_issue, load_issue_contents
 from newsletter.models import Issue, IssueStatus, JobRun
 from newsletter.months import MONTH_RE
-from newsletter.release import release_summary
 from newsletter.rendering import personalize, preview_substitutions, render_issue_variant
 from newsletter.rendering.note import note_html
 from newsletter.settings import Settings

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlmodel import Session
 
-from newsletter import release
+from newsletter import approval, release
 from newsletter.db import session_scope
 from newsletter.desk.auth import Editor
 from newsletter.desk.progress import progress as send_progress
@@ -32,7 +32,7 @@ def send_test(request: Request, month: str, post: Posted = Depends(posted)) -> R
     month = month_or_404(month)
     choice = post.get("variant", "")
     try:
-        sent = release.send_test(
+        sent = approval.send_test(
             request.app.state.engine,
             request.app.state.settings,
             month,
@@ -62,7 +62,7 @@ def _confirmation(
     settings = request.app.state.settings
     with Session(request.app.state.engine) as session:
         issue = issue_or_404(session, month)
-        summary = release.release_summary(session, settings, month)
+        summary = approval.release_summary(session, settings, month)
     return desk_page(
         request,
         post.editor,
@@ -88,7 +88,7 @@ def _confirmed(
     try:
         with session_scope(request.app.state.engine) as session:
             act(session, revision)
-    except release.StaleRevision as exc:
+    except approval.StaleRevision as exc:
         return issue_page_response(request, post.editor, month, error=str(exc), status_code=409)
     except NewsletterError as exc:
         return issue_page_response(request, post.editor, month, error=str(exc), status_code=400)
@@ -106,7 +106,7 @@ def approve(request: Request, month: str, post: Posted = Depends(posted)) -> Res
         post,
         month,
         "approve",
-        lambda s, r: release.approve_now(s, settings, month, r, post.editor.email),
+        lambda s, r: approval.approve_now(s, settings, month, r, post.editor.email),
     )
 
 
@@ -133,7 +133,7 @@ def schedule(request: Request, month: str, post: Posted = Depends(posted)) -> Re
         post,
         month,
         "schedule",
-        lambda s, r: release.schedule(s, settings, month, when, r, post.editor.email),
+        lambda s, r: approval.schedule(s, settings, month, when, r, post.editor.email),
     )
 
 
@@ -144,7 +144,7 @@ def cancel_schedule(request: Request, month: str, post: Posted = Depends(posted)
         post,
         month,
         "cancel",
-        lambda s: release.cancel_schedule(s, month, post.editor.email),
+        lambda s: approval.cancel_schedule(s, month, post.editor.email),
     )
 
 
