@@ -101,9 +101,7 @@ def release_summary(session: Session, settings: Settings, month: str) -> Release
     last = tested or revisions.last_test_copy(session, issue.id)  # type: ignore[arg-type]
     changed: list[str] = []
     if last is not None and last.revision != issue.revision:
-        before = revisions.get(session, issue.id, last.revision)  # type: ignore[arg-type]
-        if before is not None:
-            changed = revisions.changes(before.snapshot, revisions.snapshot(session, issue))
+        changed = changes_since(session, issue, last.revision)
     return ReleaseSummary(
         month=month,
         subject=issue.subject,
@@ -117,6 +115,16 @@ def release_summary(session: Session, settings: Settings, month: str) -> Release
         approved_revision=issue.approved_revision,
         require_test_copy=settings.require_test_copy,
     )
+
+
+def changes_since(session: Session, issue: Issue, shown: int) -> list[str]:
+    """What changed after revision `shown`: from the two snapshots, or else from the reasons
+    the revisions since then recorded (an issue from before snapshots were kept)."""
+    before = revisions.get(session, issue.id, shown)  # type: ignore[arg-type]
+    if before is not None:
+        return revisions.changes(before.snapshot, revisions.snapshot(session, issue))
+    since = [r for r in revisions.history(session, issue.id) if r.number > shown]  # type: ignore[arg-type]
+    return [r.reason for r in reversed(since) if r.reason]
 
 
 def locked_issue(session: Session, month: str) -> Issue:
@@ -141,11 +149,9 @@ def pin(
     if issue.status not in RELEASABLE:
         raise NewsletterError(f"issue {month} is {issue.status}; only a draft can be approved")
     if revision != issue.revision:
-        shown = revisions.get(session, issue.id, revision)  # type: ignore[arg-type]
-        changed = (
-            revisions.changes(shown.snapshot, revisions.snapshot(session, issue)) if shown else []
+        raise StaleRevision(
+            month, revision, issue.revision, changes_since(session, issue, revision)
         )
-        raise StaleRevision(month, revision, issue.revision, changed)
     verdict = revisions.verify(session, issue, revision, actor)
     if not verdict.ok:
         raise StaleRevision(month, revision, issue.revision, [verdict.reason])

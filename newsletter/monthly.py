@@ -172,8 +172,7 @@ def _run_locked(
             engine,
             run,
             "awaiting-approval",
-            f"{issue.status_reason}; not sent: an editor approves the current revision on the "
-            "desk",
+            f"{issue.status_reason}; not sent: an editor approves the current revision on the desk",
         )
     if issue.scheduled_for is not None and as_utc(issue.scheduled_for) > now:
         return _record(

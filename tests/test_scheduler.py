@@ -245,7 +245,11 @@ def test_sigterm_mid_send_then_restart_misses_and_duplicates_nobody(
         interrupted = len(fake.accepted_emails)
         assert 0 < interrupted < readers, logs
         finish = subprocess.run(
-            [*nl, "issue", "send", month, "--yes"], env=env, capture_output=True, text=True, timeout=120
+            [*nl, "issue", "send", month, "--yes"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert finish.returncode == 0, finish.stderr
         accepted = Counter(fake.accepted_emails)
