@@ -5,8 +5,10 @@ at 375 px: no sideways scrolling and no serious or critical axe-core violation."
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
@@ -84,6 +86,15 @@ def desk_site(db_url, tmp_path, engine) -> Iterator[tuple[str, object, object]]:
             t.join(10)
 
 
+def newest_mail(settings, to: str):
+    for path in sorted(Path(settings.outbox_dir).glob("*.eml"), reverse=True):
+        with path.open("rb") as fh:
+            msg = BytesParser(policy=policy.default).parse(fh)
+        if msg["To"] == to:
+            return msg
+    raise AssertionError(f"no mail to {to}")
+
+
 def outbox_subjects(settings) -> list[tuple[str, str]]:
     found = []
     for path in sorted(Path(settings.outbox_dir).glob("*.eml")):
@@ -150,6 +161,10 @@ def test_editor_walks_the_desk(browser: Browser, desk_site, request) -> None:
     mobile_box = page.locator("#frame-mobile").bounding_box()
     assert mobile_box["width"] <= 376 < page.locator("#frame-desktop").bounding_box()["width"]
     expect(page.locator("tr.current")).to_contain_text("Optimization")
+    # The text version beside the HTML, for the same topic set.
+    expect(page.locator("#text-version")).to_contain_text(
+        "A summary an editor rewrote for practitioners."
+    )
     page.get_by_label("Optimization").uncheck()
     page.get_by_label("Transformers & sequence models").check()
     page.get_by_role("button", name="Show preview").click()
@@ -160,14 +175,70 @@ def test_editor_walks_the_desk(browser: Browser, desk_site, request) -> None:
 
     # A test copy to the editor.
     page.get_by_role("link", name="Back to the issue").click()
-    page.get_by_role("button", name="Send test").click()
+    page.get_by_role("button", name="Send test copy").click()
     expect(page.get_by_role("status").first).to_have_text("Test copy sent.")
-    tests = [s for to, s in outbox_subjects(settings) if to == EDITOR and s.startswith("[TEST]")]
-    assert tests == ["[TEST] What's new in ML Foundations — May 2026"]
+    tested = page.locator("#test-state").inner_text()
+    revision = int(tested.split()[1])
+    tests = [s for to, s in outbox_subjects(settings) if to == EDITOR and s.startswith("[TEST")]
+    assert tests == [f"[TEST r{revision}] What's new in ML Foundations — May 2026"]
 
-    # Schedule it for now; the clock starts it; the page follows the send to its end.
-    page.get_by_role("button", name="Schedule").click()
+    # Schedule it for later: a confirmation page first, with the recipient count.
+    later = datetime.now(UTC) + timedelta(hours=3)
+    page.get_by_label("Send at (UTC)").fill(later.strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_role("button", name="Schedule…").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Schedule May 2026?")
+    expect(page.locator('[data-field="recipients"]')).to_have_text(str(READERS))
+    expect(page.locator("time[data-local-time]")).to_contain_text("your time")
+    page.get_by_role("button", name=f"Schedule revision {revision} for").click()
     expect(page.get_by_role("status").first).to_have_text("Scheduled.")
+    # An edit of the subject withdraws it: banner, the clock (1 s checks) sends nothing.
+    page.get_by_label("Subject line").fill("May 2026, edited after scheduling")
+    page.get_by_role("button", name="Save subject").click()
+    expect(page.locator("#withdrawn")).to_contain_text("Approval withdrawn")
+    expect(page.locator("#withdrawn")).to_contain_text("subject changed")
+    expect(page.locator("#changed-since-test")).to_contain_text("subject changed")
+    page.wait_for_timeout(2500)
+    assert [to for to, _ in outbox_subjects(settings) if to.startswith("reader")] == []
+
+    # A test copy to a colleague (not an editor) as an Optimization reader gets it; its
+    # "view in your browser" link opens the draft with no session at all.
+    page.get_by_label("Send a test copy to").fill("colleague@example.net")
+    page.get_by_label("As received by").select_option(value="optimization")
+    page.get_by_role("button", name="Send test copy").click()
+    expect(page.get_by_role("status").first).to_have_text("Test copy sent.")
+    copy = newest_mail(settings, "colleague@example.net")
+    html = copy.get_body(preferencelist=("html",)).get_content()
+    link = re.search(r'href="([^"]+/preview\?[^"]*key=[^"]+)"', html).group(1)
+    stranger = browser.new_context()
+    outside = stranger.new_page()
+    outside.goto(link.replace("&amp;", "&"))
+    expect(outside.locator("#test-copy-note")).to_contain_text("read-only")
+    expect(outside.frame_locator("#email-frame").locator("h2").first).to_have_text(
+        "Optimization", ignore_case=True
+    )
+    stranger.close()
+
+    # A confirmation left open while the issue changes in another tab: 409, nothing sent.
+    page.get_by_role("button", name="Approve and send now…").click()
+    expect(page.locator('[data-field="recipients"]')).to_have_text(str(READERS))
+    other = context.new_page()
+    other.goto(f"{base_url}/admin/issues/{MONTH}")
+    other.get_by_label("Subject line").fill("May 2026, final")
+    other.get_by_role("button", name="Save subject").click()
+    expect(other.get_by_role("status").first).to_have_text("Subject saved.")
+    other.close()
+    with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        page.get_by_role("button", name=re.compile("^Send revision")).click()
+    assert answer.value.status == 409
+    expect(page.get_by_role("alert").first).to_contain_text("changed since you looked")
+
+    # Test the final revision, approve it with the confirmation, and watch it go.
+    page.goto(f"{base_url}/admin/issues/{MONTH}")
+    page.get_by_role("button", name="Send test copy").click()
+    expect(page.get_by_role("status").first).to_have_text("Test copy sent.")
+    page.get_by_role("button", name="Approve and send now…").click()
+    expect(page.locator('[data-field="untested"]')).to_have_count(0)
+    page.get_by_role("button", name=f"Send revision {revision + 2} to {READERS} people").click()
     expect(page.locator('#progress [data-field="status"]')).to_have_text("sent", timeout=60_000)
     expect(page.locator('#progress [data-field="sent"]')).to_have_text(str(READERS))
     readers = [to for to, subject in outbox_subjects(settings) if to.startswith("reader")]
@@ -195,6 +266,8 @@ def test_editor_walks_the_desk(browser: Browser, desk_site, request) -> None:
         "issue.drop_paper",
         "issue.test",
         "issue.schedule",
+        "issue.approval_withdrawn",
+        "issue.approve",
     ):
         expect(page.locator("#audit")).to_contain_text(action)
     with Session(engine) as session:

@@ -34,7 +34,8 @@
     var when = new Date(el.getAttribute("datetime"));
     if (isNaN(when)) { return; }
     var local = when.toLocaleString(undefined, {
-      dateStyle: "medium", timeStyle: "short", timeZoneName: "short"
+      year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
+      timeZoneName: "short"
     });
     el.textContent = el.textContent + " (" + local + " your time)";
   });
