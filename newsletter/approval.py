@@ -26,7 +26,7 @@ from newsletter.errors import NewsletterError
 from newsletter.issues import find_issue
 from newsletter.models import Issue, IssueStatus, TestCopy
 from newsletter.months import as_utc
-from newsletter.rendering import EVERYTHING
+from newsletter.rendering import EVERYTHING, issue_subject
 from newsletter.settings import Settings
 from newsletter.transports.base import Transport
 from subscribers.models import utcnow
@@ -104,7 +104,7 @@ def release_summary(session: Session, settings: Settings, month: str) -> Release
         changed = changes_since(session, issue, last.revision)
     return ReleaseSummary(
         month=month,
-        subject=issue.subject,
+        subject=issue_subject(issue, settings),
         revision=issue.revision,
         status=issue.status,
         recipients=plan.recipients,
