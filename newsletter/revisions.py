@@ -111,7 +111,13 @@ def history(session: Session, issue_id: int, limit: int = 50) -> list[IssueRevis
 
 
 def record(
-    session: Session, issue: Issue, actor: str, reason: str, *, created: bool = False
+    session: Session,
+    issue: Issue,
+    actor: str,
+    reason: str,
+    *,
+    created: bool = False,
+    cause: str = "",
 ) -> IssueRevision | None:
     """Snapshot the issue after a change; a new revision only when the content differs.
 
@@ -132,6 +138,8 @@ def record(
         number = max(last.number, issue.revision) + 1
     if not created and last is not None:
         reason = reason or "; ".join(changes(last.snapshot, snap)) or "content changed"
+    if cause:  # what made the change, before what it changed: "papers imported from f: …"
+        reason = f"{cause}: {reason}"
     revision = IssueRevision(
         issue_id=issue.id,  # type: ignore[arg-type]
         number=number,
@@ -177,12 +185,8 @@ def refresh_drafts(session: Session, actor: str, reason: str) -> int:
     ).all():
         if latest(session, issue.id) is None:  # type: ignore[arg-type]
             continue  # never snapshotted: `verify` takes its first snapshot at release
-        if record(session, issue, actor, "") is not None:
+        if record(session, issue, actor, "", cause=reason) is not None:
             changed += 1
-            last = latest(session, issue.id)  # type: ignore[arg-type]
-            if last is not None:
-                last.reason = f"{reason}: {last.reason}"[:2000]
-                session.add(last)
     return changed
 
 

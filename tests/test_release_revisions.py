@@ -6,6 +6,7 @@ rule that only the desk's pages kept would fail these tests.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from newsletter import approval, release
 from newsletter.desk import editing
 from newsletter.errors import NewsletterError
 from newsletter.models import AuditEntry, Delivery, Issue, IssuePaper, IssueRevision, Paper
+from newsletter.papers.validation import normalize_title
 from newsletter.web.app import create_app
 from tests.test_desk import (
     EDITOR,
@@ -244,3 +246,89 @@ def test_a_stale_confirmation_answers_409_and_sends_nothing(engine, desk) -> Non
     confirm(client, base, "approve", csrf)
     waiting = client.get(base + "/progress.json").json()["waiting"]
     assert waiting == f"waiting for the clock (next check within {desk.schedule_check_seconds:g} s)"
+
+
+def _pty_run(env: dict[str, str], args: list[str], answer: bytes) -> tuple[int, str]:
+    """Run the CLI on a pseudo-terminal (a person at a terminal), answering its question."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", *args],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=env,
+        close_fds=True,
+    )
+    os.close(follower)
+    seen = b""
+    answered = False
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+        if not answered and b"[y/N]" in seen:
+            os.write(leader, answer)
+            answered = True
+    os.close(leader)
+    return proc.wait(timeout=120), seen.decode(errors="replace")
+
+
+def test_issue_send_asks_on_a_terminal_and_no_sends_nothing(engine, settings, cli_env) -> None:
+    with_issue(engine)
+    subscribe(engine, 3)
+    env = cli_env()
+    code, out = _pty_run(env, ["issue", "send", MONTH], b"n\n")
+    assert code == 1 and "Send revision" in out and "to 3 people? [y/N]" in out, out
+    assert "was never test-sent" in out and "nothing was done" in out
+    assert _deliveries(engine) == 0
+    code, out = _pty_run(env, ["issue", "send", MONTH], b"y\n")
+    assert code == 0 and "Issue 2026-05 is sent." in out, out
+    assert _deliveries(engine) == 3
+
+
+def test_cli_imports_are_audited_and_an_import_that_rewrites_a_listed_paper_withdraws(
+    engine, desk, cli, tmp_path
+) -> None:
+    with_issue(engine)
+    _tested_and_scheduled(engine, desk, datetime.now(UTC) + timedelta(hours=1))
+    people = tmp_path / "people.csv"
+    people.write_text("email,topics\nvouched@example.org,optimization\n", encoding="utf-8")
+    assert cli("subscribers", "import", str(people), "--confirmed").exit_code == 0
+    with Session(engine) as session:
+        paper = session.exec(
+            select(Paper).join(IssuePaper, IssuePaper.paper_id == Paper.id).limit(1)
+        ).one()
+        paper.normalized_title = normalize_title(paper.title)  # the sample's keys are synthetic
+        session.add(paper)
+        session.commit()
+        session.refresh(paper)
+    rewritten = tmp_path / "rewritten.yaml"
+    rewritten.write_text(
+        "- title: " + json.dumps(paper.title) + "\n"
+        "  summary: A summary rewritten by a later import.\n"
+        f"  url: {paper.url or 'https://example.org/paper'}\n"
+        f"  published: {paper.published.isoformat()}\n",
+        encoding="utf-8",
+    )
+    imported = cli("papers", "import", str(rewritten))
+    assert imported.exit_code == 0 and "1 updated" in imported.stdout, imported.stdout
+    issue = _issue(engine)
+    assert (issue.status, issue.scheduled_for) == ("draft", None)
+    assert "papers imported from rewritten.yaml" in issue.status_reason
+    with Session(engine) as session:
+        entries = {e.action: e for e in session.exec(select(AuditEntry)).all()}
+    assert entries["subscribers.import"].actor.startswith("cli:")
+    assert (
+        "--confirmed: consent vouched for by the operator" in entries["subscribers.import"].detail
+    )
+    assert entries["papers.import"].actor.startswith("cli:")
+    assert entries["issue.approval_withdrawn"].actor.startswith("cli:")
