@@ -26,14 +26,14 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _after_import(name: str, counts: str) -> None:
+def _after_import(name: str, counts: str, action: str = "papers.import") -> None:
     """Audit an import and record what it rewrote in unsent issues (their approvals go)."""
     from newsletter.audit import cli_actor, record
     from newsletter.db import session_scope
     from newsletter.revisions import refresh_drafts
 
     with session_scope(engine()) as session:
-        record(session, cli_actor(), "papers.import", name, counts)
+        record(session, cli_actor(), action, name, counts)
         refresh_drafts(session, cli_actor(), f"papers imported from {name}")
 
 
@@ -149,6 +149,9 @@ def fetch_arxiv(
     )
     if report.error is not None:
         fail(f"{escape(str(report.error))} — nothing imported")
+    _after_import(
+        f"arXiv {month}", f"{report.added} added, {report.updated} updated", "papers.fetch"
+    )
     console.print(
         f"✓ {report.file}: {report.added} added, {report.updated} updated, "
         f"{report.skipped} unchanged",
@@ -206,5 +209,6 @@ def fetch(
                 "'general'",
                 markup=False,
             )
+    _after_import(f"sources of {month}", f"{len(reports)} source(s) fetched", "papers.fetch")
     if any(not r.ok for r in reports):
         raise typer.Exit(1)
