@@ -194,28 +194,109 @@ def drop_paper(session: Session, month: str, paper_id: int, actor: str) -> Issue
     return issue
 
 
+def _section_order(session: Session) -> list[str]:
+    return list(session.exec(select(Topic.slug).order_by(Topic.position)).all())
+
+
 def move_paper(session: Session, month: str, paper_id: int, step: int, actor: str) -> Issue:
-    """Swap the paper with its neighbour in its section (`step` -1: up, +1: down)."""
+    """Move the paper one place (`step` -1: up, +1: down); at the edge of its section it
+    moves into the neighbouring section (its last place going up, its first going down), so
+    a move always does something unless the paper is first or last of the whole issue."""
     issue = editable_issue(session, month)
     listing = _listing(session, issue, paper_id)
-    section = session.exec(
-        select(IssuePaper)
-        .where(IssuePaper.issue_id == issue.id, IssuePaper.topic_slug == listing.topic_slug)
-        .order_by(IssuePaper.position, IssuePaper.paper_id)
-    ).all()
-    for i, row in enumerate(section):  # positions may have gaps or ties: renumber first
-        row.position = i
-    index = next(i for i, row in enumerate(section) if row.paper_id == paper_id)
-    other = index + (1 if step > 0 else -1)
-    if not 0 <= other < len(section):
-        return issue
-    section[index].position, section[other].position = other, index
-    session.add_all(section)
-    title = session.get(Paper, paper_id).title  # type: ignore[union-attr]
-    _changed(session, issue, actor, f"paper moved: {title[:120]}", curated=True)
-    audit.record(
-        session, actor, "issue.move_paper", month, f"{title[:150]} {'down' if step > 0 else 'up'}"
+    rows = session.exec(select(IssuePaper).where(IssuePaper.issue_id == issue.id)).all()
+    rank = {slug: i for i, slug in enumerate(_section_order(session))}
+    ordered = sorted(
+        rows, key=lambda r: (rank.get(r.topic_slug, len(rank)), r.position, r.paper_id)
     )
+    sections: dict[str, list[IssuePaper]] = {}
+    for row in ordered:
+        sections.setdefault(row.topic_slug, []).append(row)
+    names = list(sections)
+    here = sections[listing.topic_slug]
+    index = here.index(listing)
+    other = index + (1 if step > 0 else -1)
+    direction = "down" if step > 0 else "up"
+    if 0 <= other < len(here):
+        here[index], here[other] = here[other], here[index]
+        where = direction
+    else:
+        neighbour = names.index(listing.topic_slug) + (1 if step > 0 else -1)
+        if not 0 <= neighbour < len(names):
+            raise NewsletterError(
+                f"{session.get(Paper, paper_id).title[:80]!r} is already "  # type: ignore[union-attr]
+                f"{'last' if step > 0 else 'first'} in the issue"
+            )
+        target = sections[names[neighbour]]
+        here.remove(listing)
+        if step > 0:
+            target.insert(0, listing)
+        else:
+            target.append(listing)
+        listing.topic_slug = names[neighbour]
+        where = f"{direction} into {names[neighbour]}"
+    for rows_of_section in sections.values():
+        for i, row in enumerate(rows_of_section):
+            row.position = i
+            session.add(row)
+    title = session.get(Paper, paper_id).title  # type: ignore[union-attr]
+    _changed(session, issue, actor, f"paper moved {where}: {title[:120]}", curated=True)
+    audit.record(session, actor, "issue.move_paper", month, f"{title[:150]} {where}")
+    return issue
+
+
+def restore_revision(session: Session, month: str, number: int, actor: str) -> Issue:
+    """Make the draft say what revision `number` said: subject, note, lead, the listed papers
+    (section, place, in-email) and their summaries and topics. Itself a new revision, audited.
+
+    A paper sent since in another issue is not listed again (nobody gets a paper twice); a
+    paper deleted since is gone. Both are named in the audit entry.
+    """
+    issue = editable_issue(session, month)
+    old = revisions.get(session, issue.id, number)  # type: ignore[arg-type]
+    if old is None:
+        raise NewsletterError(f"issue {month} has no revision {number} to restore")
+    snap = old.snapshot
+    known = _known_topics(session)
+    locked = set(session.exec(_locked_paper_ids(session, issue)).all())
+    skipped = []
+    session.execute(delete(IssuePaper).where(IssuePaper.issue_id == issue.id))
+    for item in snap.get("papers", []):
+        paper = session.get(Paper, item["id"])
+        if paper is None or paper.id in locked:
+            skipped.append(item["title"][:80])
+            continue
+        session.add(
+            IssuePaper(
+                issue_id=issue.id,  # type: ignore[arg-type]
+                paper_id=paper.id,  # type: ignore[arg-type]
+                topic_slug=item["section"],
+                position=item["position"],
+                late=item.get("late", False),
+                in_email=item.get("in_email", True),
+            )
+        )
+        if paper.summary != item["summary"]:
+            paper.summary = item["summary"]
+            paper.updated_at = utcnow()
+            session.add(paper)
+        wanted = [t for t in item.get("topics", []) if t in known]
+        current = session.exec(select(PaperTopic.topic_slug).where(PaperTopic.paper_id == paper.id))
+        if wanted and sorted(wanted) != sorted(current.all()):
+            session.execute(delete(PaperTopic).where(PaperTopic.paper_id == paper.id))
+            session.add_all(PaperTopic(paper_id=paper.id, topic_slug=t) for t in wanted)  # type: ignore[arg-type]
+    session.flush()
+    if not session.exec(select(IssuePaper).where(IssuePaper.issue_id == issue.id)).first():
+        raise NewsletterError(f"revision {number} lists no paper that can still be sent")
+    issue.subject = snap.get("subject", issue.subject)
+    issue.editor_note = snap.get("note", issue.editor_note)
+    lead = snap.get("lead")
+    issue.lead_paper_id = lead if lead and session.get(IssuePaper, (issue.id, lead)) else None
+    _changed(session, issue, actor, f"restored revision {number}", curated=True)
+    # Summaries restored on shared papers change other drafts that list them too.
+    revisions.refresh_drafts(session, actor, f"revision {number} of {month} restored")
+    detail = f"revision {number}" + (f"; not listed again: {'; '.join(skipped)}" if skipped else "")
+    audit.record(session, actor, "issue.restore", month, detail)
     return issue
 
 

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser, BytesParser
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -50,11 +50,21 @@ def _parse(path: Path) -> EmailMessage:
         return BytesParser(policy=policy.default).parse(fh)  # type: ignore[return-value]
 
 
-def list_outbox(directory: Path, limit: int = MAX_LISTED) -> list[OutboxEntry]:
-    """Newest first: by modification time, then by name (one-off mails are named by UTC
-    time, which orders those written within one tick of the file system's clock)."""
+def _headers(path: Path) -> EmailMessage:
+    """Only the header block: searching thousands of mails must not parse their bodies."""
+    with path.open("rb") as fh:
+        return BytesHeaderParser(policy=policy.default).parse(fh)  # type: ignore[return-value]
+
+
+def list_outbox(
+    directory: Path, limit: int = MAX_LISTED, *, query: str = "", offset: int = 0
+) -> tuple[list[OutboxEntry], int]:
+    """A page of mails, newest first, whose recipient or subject contains `query` (any
+    case), and how many match. Newest: by modification time, then by name (one-off mails are
+    named by UTC time, which orders those written within one tick of the file system's
+    clock)."""
     if not directory.is_dir():
-        return []
+        return [], 0
     files = []
     for path in directory.glob("*.eml"):
         try:
@@ -62,21 +72,29 @@ def list_outbox(directory: Path, limit: int = MAX_LISTED) -> list[OutboxEntry]:
         except FileNotFoundError:
             continue
     files.sort(reverse=True)
+    needle = query.strip().casefold()
     entries = []
-    for _, _, path in files[:limit]:
+    matched = 0
+    for _, _, path in files:
+        if not needle and not offset <= matched < offset + limit:
+            matched += 1  # no search: the page's mails only are read
+            continue
         try:
-            msg = _parse(path)
+            msg = _headers(path)
         except (OSError, ValueError):
             continue
-        entries.append(
-            OutboxEntry(
-                id=path.stem,
-                to=str(msg.get("To", "")),
-                subject=str(msg.get("Subject", "")),
-                date=str(msg.get("Date", "")),
-            )
+        entry = OutboxEntry(
+            id=path.stem,
+            to=str(msg.get("To", "")),
+            subject=str(msg.get("Subject", "")),
+            date=str(msg.get("Date", "")),
         )
-    return entries
+        if needle and needle not in f"{entry.to}\n{entry.subject}".casefold():
+            continue
+        if offset <= matched < offset + limit:
+            entries.append(entry)
+        matched += 1
+    return entries, matched
 
 
 def _message(request: Request, message_id: str) -> EmailMessage | None:
@@ -96,7 +114,20 @@ def _part(msg: EmailMessage, subtype: str) -> str:
 
 @router.get("/outbox", response_class=HTMLResponse)
 def outbox(request: Request) -> HTMLResponse:
-    return render_page(request, "outbox_list.html", entries=list_outbox(_directory(request)))
+    """Every mail, a page of 200 at a time, searchable by recipient and subject."""
+    query = request.query_params.get("q", "")[:200]
+    raw_page = request.query_params.get("page", "1")
+    page = int(raw_page) if raw_page.isdigit() and int(raw_page) > 0 else 1
+    entries, total = list_outbox(_directory(request), query=query, offset=(page - 1) * MAX_LISTED)
+    return render_page(
+        request,
+        "outbox_list.html",
+        entries=entries,
+        total=total,
+        query=query,
+        page=page,
+        pages=max(1, -(-total // MAX_LISTED)),
+    )
 
 
 @router.get("/outbox/{message_id}", response_class=HTMLResponse)

@@ -36,6 +36,7 @@ DONE = {
     "lead": "Lead paper saved.",
     "paper": "Paper saved.",
     "drop": "Paper dropped from this issue.",
+    "restore": "Revision restored (as a new revision).",
     "move": "Order saved.",
     "add": "Paper added.",
     "recompose": "Draft composed again from the papers.",
@@ -150,8 +151,20 @@ def issue_page_response(
         and issue.status_reason.startswith(revisions.WITHDRAWN),
         error=error,
         notice=DONE.get(request.query_params.get("done", ""), ""),
+        undo=_undo_revision(request, issue),
         now=datetime.now(UTC),
     )
+
+
+def _undo_revision(request: Request, issue: Issue) -> int | None:
+    """After a drop: the revision before it, which "Undo" restores (only while nothing else
+    changed since, so an undo never throws later edits away)."""
+    if request.query_params.get("done") != "drop" or issue.status not in COMPOSABLE_STATUSES:
+        return None
+    before = request.query_params.get("before", "")
+    if not before.isdigit() or int(before) + 1 != issue.revision:
+        return None
+    return int(before)
 
 
 @router.get("/admin/issues/{month}", response_class=HTMLResponse)
@@ -162,16 +175,26 @@ def issue_page(
 
 
 def desk_action(
-    request: Request, post: Posted, month: str, done: str, action: Callable[[Session], object]
+    request: Request,
+    post: Posted,
+    month: str,
+    done: str,
+    action: Callable[[Session], object],
+    *,
+    anchor: str = "",
 ) -> Response:
-    """Run one desk function in a transaction; on a refusal show the page with the reason."""
+    """Run one desk function in a transaction; on a refusal show the page with the reason.
+
+    Back on the page at `anchor` (the card that was edited), not at the top."""
     month = month_or_404(month)
     try:
         with session_scope(request.app.state.engine) as session:
+            before = issue_or_404(session, month).revision
             action(session)
     except NewsletterError as exc:
         return issue_page_response(request, post.editor, month, error=str(exc), status_code=400)
-    return back_to(f"/admin/issues/{month}?done={done}")
+    fragment = f"#{anchor}" if anchor else ""
+    return back_to(f"/admin/issues/{month}?done={done}&before={before}{fragment}")
 
 
 def _int(value: str, what: str) -> int:
@@ -189,6 +212,7 @@ def edit_subject(request: Request, month: str, post: Posted = Depends(posted)) -
         month,
         "subject",
         lambda s: editing.set_subject(s, month, post.get("subject"), post.editor.email),
+        anchor="words-h",
     )
 
 
@@ -200,6 +224,7 @@ def edit_note(request: Request, month: str, post: Posted = Depends(posted)) -> R
         month,
         "note",
         lambda s: editing.set_note(s, month, post.get("note"), post.editor.email),
+        anchor="note",
     )
 
 
@@ -209,7 +234,7 @@ def edit_lead(request: Request, month: str, post: Posted = Depends(posted)) -> R
         raw = post.get("paper_id")
         editing.set_lead(session, month, _int(raw, "paper") if raw else None, post.editor.email)
 
-    return desk_action(request, post, month, "lead", act)
+    return desk_action(request, post, month, "lead", act, anchor="lead")
 
 
 @router.post("/admin/issues/{month}/papers/add", response_class=HTMLResponse)
@@ -238,6 +263,7 @@ def edit_paper(
         lambda s: editing.edit_paper(
             s, month, paper_id, post.get("summary"), topics, post.editor.email
         ),
+        anchor=f"paper-{paper_id}",
     )
 
 
@@ -251,6 +277,7 @@ def drop_paper(
         month,
         "drop",
         lambda s: editing.drop_paper(s, month, paper_id, post.editor.email),
+        anchor="papers-h",
     )
 
 
@@ -265,6 +292,7 @@ def move_paper(
         month,
         "move",
         lambda s: editing.move_paper(s, month, paper_id, step, post.editor.email),
+        anchor=f"paper-{paper_id}",
     )
 
 

@@ -151,12 +151,9 @@ def link_page(
 
 
 def _link_gone(request: Request, settings: Settings) -> HTMLResponse:
-    return error_page(
-        request,
-        400,
-        "This sign-in link does not work",
-        f"Sign-in links work once, for {settings.sign_in_link_minutes:g} minutes. "
-        "Ask for a new one on the sign-in page.",
+    """Not a dead end: the page leads straight back to asking for a new link."""
+    return desk_page(
+        request, None, "sign_in_gone.html", 400, minutes=f"{settings.sign_in_link_minutes:g}"
     )
 
 

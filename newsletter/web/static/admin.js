@@ -40,3 +40,19 @@
     el.textContent = el.textContent + " (" + local + " your time)";
   });
 })();
+
+// Each table cell learns its column's heading, which the phone layout shows before it.
+(function () {
+  "use strict";
+  document.querySelectorAll("main table").forEach(function (table) {
+    var heads = Array.prototype.map.call(
+      table.querySelectorAll("thead th"), function (th) { return th.textContent.trim(); });
+    table.querySelectorAll("tbody tr").forEach(function (tr) {
+      Array.prototype.forEach.call(tr.children, function (td, i) {
+        if (heads[i] && !td.hasAttribute("data-label") && !td.hasAttribute("colspan")) {
+          td.setAttribute("data-label", heads[i]);
+        }
+      });
+    });
+  });
+})();
