@@ -20,7 +20,8 @@ from newsletter.months import MONTH_RE
 from newsletter.papers.sources import FORMATS
 from newsletter.papers.store import list_papers
 from newsletter.web.admin.guard import Posted, back_to, current_editor, desk_page, posted
-from subscribers.csv_io import write_export
+from subscribers.csv_io import CsvImportError, write_export
+from subscribers.lifecycle import SubscriberError
 from subscribers.models import SubscriberStatus
 
 router = APIRouter()
@@ -28,6 +29,8 @@ DONE = {
     "topics": "Topics saved.",
     "suppress": "Suppressed: this address gets no more mail.",
     "erase": "Erased: the person and everything naming them is gone.",
+    "add": "Subscriber added.",
+    "import": "Imported {n} subscriber(s).",
 }
 
 
@@ -38,8 +41,68 @@ def _offset(request: Request) -> int:
         return 0
 
 
+@router.post("/admin/subscribers/add", response_class=HTMLResponse)
+def add_one(request: Request, post: Posted = Depends(posted)) -> Response:
+    """One person, by double opt-in or vouched for by the editor (the same as the CLI)."""
+    email = post.get("email").strip()
+    vouched = post.get("vouched") == "yes"
+    topics = [str(t) for t in post.form.getlist("topics")]
+    try:
+        result = audience.add_subscriber(
+            request.app.state.engine, request.app.state.settings, email, topics, confirmed=vouched
+        )
+    except SubscriberError as exc:
+        return _subscribers_page(request, post.editor, 400, error=f"{email!r}: {exc}")
+    with session_scope(request.app.state.engine) as session:
+        audit.record(
+            session,
+            post.editor.email,
+            "subscriber.add",
+            result.subscriber.email,
+            "vouched: consent vouched for by the editor" if vouched else "confirmation email",
+        )
+    return back_to("/admin/subscribers?done=add")
+
+
+@router.post("/admin/subscribers/import", response_class=HTMLResponse)
+async def import_csv(request: Request, post: Posted = Depends(posted)) -> Response:
+    """A CSV through the CLI's importer: every row checked first, all or nothing."""
+    upload = post.form.get("file")
+    if upload is None or isinstance(upload, str) or not upload.filename:
+        return _subscribers_page(request, post.editor, 400, error="Choose a CSV file.")
+    try:
+        text = (await upload.read()).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return _subscribers_page(request, post.editor, 400, error="The file is not UTF-8 text.")
+    vouched = post.get("vouched") == "yes"
+    try:
+        report = await run_in_threadpool(
+            audience.import_subscribers,
+            request.app.state.engine,
+            request.app.state.settings,
+            text,
+            confirmed=vouched,
+        )
+    except CsvImportError as exc:
+        return _subscribers_page(request, post.editor, 400, error=f"{upload.filename}: {exc}")
+    detail = f"{report.imported} imported" + (
+        ", vouched: consent vouched for by the editor"
+        if vouched
+        else f", {report.confirmations_sent} confirmation email(s) sent"
+    )
+    with session_scope(request.app.state.engine) as session:
+        audit.record(session, post.editor.email, "subscribers.import", upload.filename, detail)
+    return back_to(f"/admin/subscribers?done=import&n={report.imported}")
+
+
 @router.get("/admin/subscribers", response_class=HTMLResponse)
 def subscribers(request: Request, editor: Editor = Depends(current_editor)) -> HTMLResponse:
+    return _subscribers_page(request, editor)
+
+
+def _subscribers_page(
+    request: Request, editor: Editor, status_code: int = 200, error: str = ""
+) -> HTMLResponse:
     q = request.query_params
     query, status, topic = q.get("q", ""), q.get("status", ""), q.get("topic", "")
     with Session(request.app.state.engine) as session:
@@ -52,17 +115,20 @@ def subscribers(request: Request, editor: Editor = Depends(current_editor)) -> H
         request,
         editor,
         "subscribers.html",
+        status_code,
+        error=error,
         rows=rows,
         total=total,
         counts=counts,
         topics=catalog,
+        topic_names={t.slug: t.name for t in catalog},
         statuses=[str(s) for s in SubscriberStatus],
         query=query,
         status=status,
         topic=topic,
         offset=_offset(request),
         page_size=people.PAGE_SIZE,
-        notice=DONE.get(q.get("done", ""), ""),
+        notice=DONE.get(q.get("done", ""), "").format(n=q.get("n", "0")[:9]),
     )
 
 

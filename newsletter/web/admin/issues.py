@@ -19,9 +19,14 @@ from newsletter.desk.auth import Editor
 from newsletter.desk.progress import progress as send_progress
 from newsletter.desk.report import send_report
 from newsletter.errors import NewsletterError
-from newsletter.issues import COMPOSABLE_STATUSES, compose_issue, load_issue_contents
+from newsletter.issues import (
+    COMPOSABLE_STATUSES,
+    EmptyMonthError,
+    compose_issue,
+    load_issue_contents,
+)
 from newsletter.models import Issue, IssueStatus, JobRun
-from newsletter.months import MONTH_RE
+from newsletter.months import MONTH_RE, month_label, previous_month, shift_month
 from newsletter.rendering import personalize, preview_substitutions, render_issue_variant
 from newsletter.rendering.note import note_html
 from newsletter.settings import Settings
@@ -71,11 +76,18 @@ def issue_list(request: Request, editor: Editor = Depends(current_editor)) -> HT
 
 
 def _issue_list(
-    request: Request, editor: Editor, error: str = "", status_code: int = 200
+    request: Request,
+    editor: Editor,
+    error: str = "",
+    status_code: int = 200,
+    *,
+    empty_month: str = "",
 ) -> HTMLResponse:
     engine = request.app.state.engine
     with Session(engine) as session:
         issues = session.exec(select(Issue).order_by(col(Issue.month).desc())).all()
+        # The month after the newest issue, or the one the monthly job would send now.
+        upcoming = shift_month(issues[0].month, 1) if issues else previous_month(datetime.now(UTC))
         counts = {i.month: issue_status(session, i.month, problem_limit=0).counts for i in issues}
         runs = session.exec(
             select(JobRun).where(JobRun.job != "clock").order_by(col(JobRun.id).desc()).limit(30)
@@ -88,6 +100,8 @@ def _issue_list(
         issues=issues,
         counts=counts,
         runs=runs,
+        upcoming=upcoming,
+        empty_month=empty_month,
         error=error,
         notice=DONE.get(request.query_params.get("done", ""), ""),
     )
@@ -103,6 +117,14 @@ def compose(request: Request, post: Posted = Depends(posted)) -> Response:
             audit.record(
                 session, post.editor.email, "issue.compose", month, f"{result.total} papers"
             )
+    except EmptyMonthError:
+        return _issue_list(
+            request,
+            post.editor,
+            f"No papers to send for {month_label(month)} yet.",
+            400,
+            empty_month=month,
+        )
     except NewsletterError as exc:
         return _issue_list(request, post.editor, str(exc), 400)
     return back_to(f"/admin/issues/{month}?done=compose")
