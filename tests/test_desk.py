@@ -28,6 +28,8 @@ from newsletter.rendering import clear_render_cache
 from newsletter.settings import load_settings
 from newsletter.testing.sample_issue import build_sample_issue
 from newsletter.web.admin import audience as admin_audience
+from newsletter.web.admin import draft as admin_draft
+from newsletter.web.admin import history as admin_history
 from newsletter.web.admin import issues as admin_issues
 from newsletter.web.admin import release as admin_release
 from newsletter.web.admin import signin as admin_signin
@@ -86,7 +88,9 @@ def admin_routes() -> list[APIRoute]:
     routers = (
         admin_signin.router,
         admin_issues.router,
+        admin_draft.router,
         admin_release.router,
+        admin_history.router,
         admin_audience.router,
     )
     return [r for router in routers for r in router.routes if isinstance(r, APIRoute)]

@@ -30,6 +30,9 @@ from newsletter.web.app import create_app
 from subscribers import lifecycle
 
 pytestmark = pytest.mark.browser
+# Screenshots for people to look at (the draft, its history, the phone layouts).
+ARTEFACTS = Path(__file__).parent.parent / "var" / "test-artefacts"
+ARTEFACTS.mkdir(parents=True, exist_ok=True)
 EDITOR = "editor@example.org"
 MONTH = "2026-05"
 READERS = 8
@@ -126,13 +129,14 @@ def test_editor_walks_the_desk(browser: Browser, desk_site, request) -> None:
     page.get_by_role("button", name="Sign in to the desk").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Issues")
 
-    # The draft: note, a summary, drop a paper.
+    # The draft is one document: subject, note and two summaries, saved as you go (one
+    # field's save never drops another's edit); after a reload everything is kept.
     page.get_by_role("link", name="May 2026").click()
+    saved = page.locator("#save-state")
+    page.get_by_label("Subject line").fill("May 2026: optimizers at work")
     page.get_by_role("textbox", name="Editor's note").fill(
         "Welcome to **May**: a busy month for optimizers."
     )
-    page.get_by_role("button", name="Save note").click()
-    expect(page.get_by_role("status").first).to_have_text("Editor's note saved.")
     with Session(engine) as session:
         issue = session.exec(select(Issue)).one()
         listed = session.exec(
@@ -141,14 +145,39 @@ def test_editor_walks_the_desk(browser: Browser, desk_site, request) -> None:
             .where(IssuePaper.issue_id == issue.id)
             .order_by(Paper.id)
         ).all()
-    first, victim = listed[0], listed[6]
+    first, second, victim = listed[0], listed[1], listed[6]
     card = page.locator(f"#paper-{first.id}")
     card.get_by_label("Summary").fill("A summary an editor rewrote for practitioners.")
-    card.get_by_role("button", name="Save paper").click()
-    expect(page.get_by_role("status").first).to_have_text("Paper saved.")
+    page.locator(f"#paper-{second.id}").get_by_label("Summary").fill("Second summary, edited.")
+    expect(saved).to_have_text(re.compile(r"^Saved · revision \d+$"))
+    page.screenshot(path=str(ARTEFACTS / "draft-desktop.png"), full_page=True)
+    page.reload()
+    expect(page.get_by_label("Subject line")).to_have_value("May 2026: optimizers at work")
+    expect(page.get_by_role("textbox", name="Editor's note")).to_have_value(
+        "Welcome to **May**: a busy month for optimizers."
+    )
+    expect(card.get_by_label("Summary")).to_have_value(
+        "A summary an editor rewrote for practitioners."
+    )
+    expect(page.locator(f"#paper-{second.id}").get_by_label("Summary")).to_have_value(
+        "Second summary, edited."
+    )
+    # Drop a paper (an unsaved edit elsewhere goes with the same form, never lost), undo it,
+    # then drop it for good.
     page.get_by_role("button", name=f"Drop: {victim.title}").click()
     expect(page.get_by_role("status").first).to_have_text("Paper dropped from this issue.")
     expect(page.locator(f"#paper-{victim.id}")).to_have_count(0)
+    page.get_by_role("button", name=re.compile("^Undo: put the paper back")).click()
+    expect(page.locator(f"#paper-{victim.id}")).to_have_count(1)
+    page.get_by_role("button", name=f"Drop: {victim.title}").click()
+    expect(page.locator(f"#paper-{victim.id}")).to_have_count(0)
+    # The history lists each revision; an older one can be compared and restored.
+    page.get_by_role("link", name="History").click()
+    expect(page.locator("#revisions")).to_contain_text("paper dropped")
+    page.screenshot(path=str(ARTEFACTS / "history-desktop.png"), full_page=True)
+    page.get_by_role("button", name="Show the difference").click()
+    expect(page.locator("#diff")).to_contain_text("papers dropped")
+    page.get_by_role("link", name="Back to the issue").click()
 
     # Preview two topic sets, desktop and mobile side by side.
     page.get_by_role("link", name="Preview").click()
@@ -180,7 +209,7 @@ def test_editor_walks_the_desk(browser: Browser, desk_site, request) -> None:
     tested = page.locator("#test-state").inner_text()
     revision = int(tested.split()[1])
     tests = [s for to, s in outbox_subjects(settings) if to == EDITOR and s.startswith("[TEST")]
-    assert tests == [f"[TEST r{revision}] What's new in ML Foundations — May 2026"]
+    assert tests == [f"[TEST r{revision}] May 2026: optimizers at work"]
 
     # Schedule it for later: a confirmation page first, with the recipient count.
     later = datetime.now(UTC) + timedelta(hours=3)
@@ -193,7 +222,8 @@ def test_editor_walks_the_desk(browser: Browser, desk_site, request) -> None:
     expect(page.get_by_role("status").first).to_have_text("Scheduled.")
     # An edit of the subject withdraws it: banner, the clock (1 s checks) sends nothing.
     page.get_by_label("Subject line").fill("May 2026, edited after scheduling")
-    page.get_by_role("button", name="Save subject").click()
+    expect(saved).to_have_text(re.compile(r"^Saved · revision \d+$"))
+    page.reload()
     expect(page.locator("#withdrawn")).to_contain_text("Approval withdrawn")
     expect(page.locator("#withdrawn")).to_contain_text("subject changed")
     expect(page.locator("#changed-since-test")).to_contain_text("subject changed")
@@ -224,8 +254,8 @@ def test_editor_walks_the_desk(browser: Browser, desk_site, request) -> None:
     other = context.new_page()
     other.goto(f"{base_url}/admin/issues/{MONTH}")
     other.get_by_label("Subject line").fill("May 2026, final")
-    other.get_by_role("button", name="Save subject").click()
-    expect(other.get_by_role("status").first).to_have_text("Subject saved.")
+    other.get_by_role("button", name="Save all changes").click()
+    expect(other.get_by_role("status").first).to_have_text("Changes saved.")
     other.close()
     with page.expect_response(lambda r: r.request.method == "POST") as answer:
         page.get_by_role("button", name=re.compile("^Send revision")).click()
@@ -291,6 +321,7 @@ def test_editor_walks_the_desk(browser: Browser, desk_site, request) -> None:
         f"/admin/issues/{MONTH}",
         f"/admin/issues/{MONTH}/preview?topics=optimization",
         f"/admin/issues/{MONTH}/report",
+        f"/admin/issues/{MONTH}/history",
         "/admin/papers",
         "/admin/subscribers",
         "/admin/audit",
@@ -300,6 +331,8 @@ def test_editor_walks_the_desk(browser: Browser, desk_site, request) -> None:
         small.goto(base_url + path)
         if path == "/admin/subscribers":
             sub_id = small.locator("#subscribers a").first.get_attribute("href")
+        name = path.strip("/").replace("/", "-").split("?")[0]
+        small.screenshot(path=str(ARTEFACTS / f"phone-{name}.png"), full_page=True)
         width = small.evaluate("document.documentElement.scrollWidth")
         if width > 375:
             problems.append(f"{path}: {width} px wide")

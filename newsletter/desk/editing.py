@@ -44,17 +44,24 @@ def editable_issue(session: Session, month: str) -> Issue:
     return issue
 
 
-def _changed(
+DEFERRED = "newsletter.deferred_revision"  # session.info key: a whole-page save in progress
+
+
+def record_change(
     session: Session, issue: Issue, actor: str, reason: str, *, curated: bool = False
 ) -> None:
     issue.composed_at = utcnow()
     if curated:
         issue.curated = True
     session.add(issue)
+    pending = session.info.get(DEFERRED)
+    if pending is not None and pending["issue"] is issue:
+        pending["reasons"].append(reason)  # one revision for the whole save, at its end
+        return
     revisions.record(session, issue, actor, reason)
 
 
-def _listing(session: Session, issue: Issue, paper_id: int) -> IssuePaper:
+def listing_of(session: Session, issue: Issue, paper_id: int) -> IssuePaper:
     row = session.get(IssuePaper, (issue.id, paper_id))
     if row is None:
         raise NewsletterError(f"paper {paper_id} is not in issue {issue.month}")
@@ -71,7 +78,7 @@ def set_subject(session: Session, month: str, subject: str, actor: str) -> Issue
     if clean != issue.subject:
         before = issue.subject
         issue.subject = clean
-        _changed(session, issue, actor, "subject changed", curated=True)
+        record_change(session, issue, actor, "subject changed", curated=True)
         audit.record(session, actor, "issue.subject", month, f"{before!r} -> {clean!r}")
     return issue
 
@@ -83,7 +90,7 @@ def set_note(session: Session, month: str, note: str, actor: str) -> Issue:
         raise NewsletterError(f"the note is {len(note):,} characters; the limit is {MAX_NOTE:,}")
     if note != issue.editor_note:
         issue.editor_note = note
-        _changed(session, issue, actor, "editor's note changed")
+        record_change(session, issue, actor, "editor's note changed")
         audit.record(session, actor, "issue.note", month, note[:500])
     return issue
 
@@ -91,16 +98,16 @@ def set_note(session: Session, month: str, note: str, actor: str) -> Issue:
 def set_lead(session: Session, month: str, paper_id: int | None, actor: str) -> Issue:
     issue = editable_issue(session, month)
     if paper_id is not None:
-        _listing(session, issue, paper_id)
+        listing_of(session, issue, paper_id)
     if paper_id != issue.lead_paper_id:
         issue.lead_paper_id = paper_id
         title = session.get(Paper, paper_id).title if paper_id else "none"  # type: ignore[union-attr]
-        _changed(session, issue, actor, f"lead paper changed to {title[:120]}")
+        record_change(session, issue, actor, f"lead paper changed to {title[:120]}")
         audit.record(session, actor, "issue.lead", month, f"lead paper: {title}")
     return issue
 
 
-def _known_topics(session: Session) -> dict[str, int]:
+def known_topics(session: Session) -> dict[str, int]:
     return {t.slug: t.position for t in session.exec(select(Topic)).all()}
 
 
@@ -109,7 +116,7 @@ def edit_paper(
 ) -> Paper:
     """New summary and topics for a paper of the draft; its section follows its first topic."""
     issue = editable_issue(session, month)
-    listing = _listing(session, issue, paper_id)
+    listing = listing_of(session, issue, paper_id)
     paper = session.get(Paper, paper_id)
     assert paper is not None
     summary = summary.replace("\r\n", "\n").strip()
@@ -120,7 +127,7 @@ def edit_paper(
             f"paper {paper.title!r}: the summary is {len(summary):,} characters; "
             f"the limit is {MAX_SUMMARY:,}"
         )
-    known = _known_topics(session)
+    known = known_topics(session)
     unknown = [t for t in topics if t not in known]
     if unknown:
         raise NewsletterError(f"unknown topic {unknown[0]!r}")
@@ -163,7 +170,7 @@ def edit_paper(
         listing.position = _next_position(session, issue, section)
         session.add(listing)
     detail = f"{paper.title[:120]}: {'; '.join(notes)}"
-    _changed(session, issue, actor, detail, curated=moved)
+    record_change(session, issue, actor, detail, curated=moved)
     audit.record(session, actor, "paper.edit", month, detail)
     return paper
 
@@ -179,7 +186,7 @@ def _next_position(session: Session, issue: Issue, section: str) -> int:
 
 def drop_paper(session: Session, month: str, paper_id: int, actor: str) -> Issue:
     issue = editable_issue(session, month)
-    listing = _listing(session, issue, paper_id)
+    listing = listing_of(session, issue, paper_id)
     remaining = session.exec(
         select(func.count()).select_from(IssuePaper).where(IssuePaper.issue_id == issue.id)
     ).one()
@@ -189,7 +196,7 @@ def drop_paper(session: Session, month: str, paper_id: int, actor: str) -> Issue
     session.delete(listing)
     if issue.lead_paper_id == paper_id:
         issue.lead_paper_id = None
-    _changed(session, issue, actor, f"paper dropped: {title[:120]}", curated=True)
+    record_change(session, issue, actor, f"paper dropped: {title[:120]}", curated=True)
     audit.record(session, actor, "issue.drop_paper", month, title[:200])
     return issue
 
@@ -203,7 +210,7 @@ def move_paper(session: Session, month: str, paper_id: int, step: int, actor: st
     moves into the neighbouring section (its last place going up, its first going down), so
     a move always does something unless the paper is first or last of the whole issue."""
     issue = editable_issue(session, month)
-    listing = _listing(session, issue, paper_id)
+    listing = listing_of(session, issue, paper_id)
     rows = session.exec(select(IssuePaper).where(IssuePaper.issue_id == issue.id)).all()
     rank = {slug: i for i, slug in enumerate(_section_order(session))}
     ordered = sorted(
@@ -240,67 +247,12 @@ def move_paper(session: Session, month: str, paper_id: int, step: int, actor: st
             row.position = i
             session.add(row)
     title = session.get(Paper, paper_id).title  # type: ignore[union-attr]
-    _changed(session, issue, actor, f"paper moved {where}: {title[:120]}", curated=True)
+    record_change(session, issue, actor, f"paper moved {where}: {title[:120]}", curated=True)
     audit.record(session, actor, "issue.move_paper", month, f"{title[:150]} {where}")
     return issue
 
 
-def restore_revision(session: Session, month: str, number: int, actor: str) -> Issue:
-    """Make the draft say what revision `number` said: subject, note, lead, the listed papers
-    (section, place, in-email) and their summaries and topics. Itself a new revision, audited.
-
-    A paper sent since in another issue is not listed again (nobody gets a paper twice); a
-    paper deleted since is gone. Both are named in the audit entry.
-    """
-    issue = editable_issue(session, month)
-    old = revisions.get(session, issue.id, number)  # type: ignore[arg-type]
-    if old is None:
-        raise NewsletterError(f"issue {month} has no revision {number} to restore")
-    snap = old.snapshot
-    known = _known_topics(session)
-    locked = set(session.exec(_locked_paper_ids(session, issue)).all())
-    skipped = []
-    session.execute(delete(IssuePaper).where(IssuePaper.issue_id == issue.id))
-    for item in snap.get("papers", []):
-        paper = session.get(Paper, item["id"])
-        if paper is None or paper.id in locked:
-            skipped.append(item["title"][:80])
-            continue
-        session.add(
-            IssuePaper(
-                issue_id=issue.id,  # type: ignore[arg-type]
-                paper_id=paper.id,  # type: ignore[arg-type]
-                topic_slug=item["section"],
-                position=item["position"],
-                late=item.get("late", False),
-                in_email=item.get("in_email", True),
-            )
-        )
-        if paper.summary != item["summary"]:
-            paper.summary = item["summary"]
-            paper.updated_at = utcnow()
-            session.add(paper)
-        wanted = [t for t in item.get("topics", []) if t in known]
-        current = session.exec(select(PaperTopic.topic_slug).where(PaperTopic.paper_id == paper.id))
-        if wanted and sorted(wanted) != sorted(current.all()):
-            session.execute(delete(PaperTopic).where(PaperTopic.paper_id == paper.id))
-            session.add_all(PaperTopic(paper_id=paper.id, topic_slug=t) for t in wanted)  # type: ignore[arg-type]
-    session.flush()
-    if not session.exec(select(IssuePaper).where(IssuePaper.issue_id == issue.id)).first():
-        raise NewsletterError(f"revision {number} lists no paper that can still be sent")
-    issue.subject = snap.get("subject", issue.subject)
-    issue.editor_note = snap.get("note", issue.editor_note)
-    lead = snap.get("lead")
-    issue.lead_paper_id = lead if lead and session.get(IssuePaper, (issue.id, lead)) else None
-    _changed(session, issue, actor, f"restored revision {number}", curated=True)
-    # Summaries restored on shared papers change other drafts that list them too.
-    revisions.refresh_drafts(session, actor, f"revision {number} of {month} restored")
-    detail = f"revision {number}" + (f"; not listed again: {'; '.join(skipped)}" if skipped else "")
-    audit.record(session, actor, "issue.restore", month, detail)
-    return issue
-
-
-def _locked_paper_ids(session: Session, issue: Issue):  # type: ignore[no-untyped-def]
+def locked_paper_ids(session: Session, issue: Issue):  # type: ignore[no-untyped-def]
     return (
         select(IssuePaper.paper_id)
         .join(Issue, Issue.id == IssuePaper.issue_id)
@@ -320,7 +272,7 @@ def addable_papers(session: Session, month: str) -> list[Paper]:
                 Paper.month <= issue.month,
                 Paper.month >= shift_month(issue.month, -ADD_WINDOW_MONTHS),
             )
-            .where(Paper.id.not_in(_locked_paper_ids(session, issue)), Paper.id.not_in(listed))
+            .where(Paper.id.not_in(locked_paper_ids(session, issue)), Paper.id.not_in(listed))
             .order_by(Paper.published.desc(), Paper.normalized_title)
             .limit(500)
         ).all()
@@ -346,7 +298,7 @@ def add_paper(session: Session, month: str, paper_id: int, actor: str) -> Issue:
             late=paper.month < issue.month,
         )
     )
-    _changed(session, issue, actor, f"paper added: {paper.title[:120]}", curated=True)
+    record_change(session, issue, actor, f"paper added: {paper.title[:120]}", curated=True)
     audit.record(session, actor, "issue.add_paper", month, paper.title[:200])
     return issue
 

@@ -2,11 +2,12 @@
 
 from fastapi import APIRouter
 
-from newsletter.web.admin import audience, history, issues, release, signin
+from newsletter.web.admin import audience, draft, history, issues, release, signin
 
 router = APIRouter()
 router.include_router(signin.router)
 router.include_router(issues.router)
+router.include_router(draft.router)
 router.include_router(release.router)
 router.include_router(history.router)
 router.include_router(audience.router)

@@ -8,7 +8,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
 from newsletter import revisions
-from newsletter.desk import editing
+from newsletter.desk import document
 from newsletter.desk.auth import Editor
 from newsletter.errors import NewsletterError
 from newsletter.issues import COMPOSABLE_STATUSES
@@ -60,6 +60,6 @@ def restore(request: Request, month: str, post: Posted = Depends(posted)) -> Res
         number = _number(post.get("revision"))
         if number is None:
             raise NewsletterError("choose a revision to restore")
-        editing.restore_revision(session, month, number, post.editor.email)
+        document.restore_revision(session, month, number, post.editor.email)
 
     return desk_action(request, post, month, "restore", act)

@@ -42,6 +42,7 @@ DONE = {
     "paper": "Paper saved.",
     "drop": "Paper dropped from this issue.",
     "restore": "Revision restored (as a new revision).",
+    "saved": "Changes saved.",
     "move": "Order saved.",
     "add": "Paper added.",
     "recompose": "Draft composed again from the papers.",
@@ -217,117 +218,6 @@ def desk_action(
         return issue_page_response(request, post.editor, month, error=str(exc), status_code=400)
     fragment = f"#{anchor}" if anchor else ""
     return back_to(f"/admin/issues/{month}?done={done}&before={before}{fragment}")
-
-
-def _int(value: str, what: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise NewsletterError(f"{what} must be a number") from None
-
-
-@router.post("/admin/issues/{month}/subject", response_class=HTMLResponse)
-def edit_subject(request: Request, month: str, post: Posted = Depends(posted)) -> Response:
-    return desk_action(
-        request,
-        post,
-        month,
-        "subject",
-        lambda s: editing.set_subject(s, month, post.get("subject"), post.editor.email),
-        anchor="words-h",
-    )
-
-
-@router.post("/admin/issues/{month}/note", response_class=HTMLResponse)
-def edit_note(request: Request, month: str, post: Posted = Depends(posted)) -> Response:
-    return desk_action(
-        request,
-        post,
-        month,
-        "note",
-        lambda s: editing.set_note(s, month, post.get("note"), post.editor.email),
-        anchor="note",
-    )
-
-
-@router.post("/admin/issues/{month}/lead", response_class=HTMLResponse)
-def edit_lead(request: Request, month: str, post: Posted = Depends(posted)) -> Response:
-    def act(session: Session) -> None:
-        raw = post.get("paper_id")
-        editing.set_lead(session, month, _int(raw, "paper") if raw else None, post.editor.email)
-
-    return desk_action(request, post, month, "lead", act, anchor="lead")
-
-
-@router.post("/admin/issues/{month}/papers/add", response_class=HTMLResponse)
-def add_paper(request: Request, month: str, post: Posted = Depends(posted)) -> Response:
-    return desk_action(
-        request,
-        post,
-        month,
-        "add",
-        lambda s: editing.add_paper(
-            s, month, _int(post.get("paper_id"), "paper"), post.editor.email
-        ),
-    )
-
-
-@router.post("/admin/issues/{month}/papers/{paper_id}", response_class=HTMLResponse)
-def edit_paper(
-    request: Request, month: str, paper_id: int, post: Posted = Depends(posted)
-) -> Response:
-    topics = [str(t) for t in post.form.getlist("topics")]
-    return desk_action(
-        request,
-        post,
-        month,
-        "paper",
-        lambda s: editing.edit_paper(
-            s, month, paper_id, post.get("summary"), topics, post.editor.email
-        ),
-        anchor=f"paper-{paper_id}",
-    )
-
-
-@router.post("/admin/issues/{month}/papers/{paper_id}/drop", response_class=HTMLResponse)
-def drop_paper(
-    request: Request, month: str, paper_id: int, post: Posted = Depends(posted)
-) -> Response:
-    return desk_action(
-        request,
-        post,
-        month,
-        "drop",
-        lambda s: editing.drop_paper(s, month, paper_id, post.editor.email),
-        anchor="papers-h",
-    )
-
-
-@router.post("/admin/issues/{month}/papers/{paper_id}/move", response_class=HTMLResponse)
-def move_paper(
-    request: Request, month: str, paper_id: int, post: Posted = Depends(posted)
-) -> Response:
-    step = -1 if post.get("direction") == "up" else 1
-    return desk_action(
-        request,
-        post,
-        month,
-        "move",
-        lambda s: editing.move_paper(s, month, paper_id, step, post.editor.email),
-        anchor=f"paper-{paper_id}",
-    )
-
-
-@router.post("/admin/issues/{month}/recompose", response_class=HTMLResponse)
-def recompose(request: Request, month: str, post: Posted = Depends(posted)) -> Response:
-    title = request.app.state.settings.title
-    return desk_action(
-        request,
-        post,
-        month,
-        "recompose",
-        lambda s: editing.recompose(s, month, title, post.editor.email),
-    )
 
 
 @router.get("/admin/issues/{month}/preview", response_class=HTMLResponse)

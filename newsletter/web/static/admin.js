@@ -56,3 +56,88 @@
     });
   });
 })();
+
+// The draft page is one form. Edits save by themselves a moment after typing stops (only
+// the fields touched, so another tab's saves are never overwritten); leaving with unsaved
+// edits asks first. Without JavaScript the form's own buttons save everything at once.
+(function () {
+  "use strict";
+  var form = document.getElementById("draft");
+  if (!form || !window.fetch || !window.FormData) { return; }
+  var state = document.getElementById("save-state");
+  var base = form.querySelector('input[name="base_revision"]');
+  var dirty = {};  // field name -> paper id ("" for the page's own fields)
+  var timer = null;
+  var inFlight = false;
+  var submitting = false;
+
+  function say(text, failed) {
+    state.textContent = text;
+    state.classList.toggle("error", Boolean(failed));
+  }
+  function paperOf(el) {
+    var card = el.closest("[data-paper]");
+    return card ? card.getAttribute("data-paper") : "";
+  }
+  function save() {
+    timer = null;
+    var names = Object.keys(dirty);
+    if (!names.length || inFlight) { return; }
+    var all = new FormData(form);
+    var body = new FormData();
+    body.append("csrf_token", all.get("csrf_token"));
+    body.append("base_revision", base.value);
+    var papers = {};
+    names.forEach(function (name) {
+      all.getAll(name).forEach(function (value) { body.append(name, value); });
+      if (dirty[name]) { papers[dirty[name]] = true; }
+    });
+    Object.keys(papers).forEach(function (id) { body.append("paper", id); });
+    var sent = {};
+    names.forEach(function (name) { sent[name] = dirty[name]; });
+    dirty = {};
+    inFlight = true;
+    say("Saving…");
+    fetch(form.action, {
+      method: "POST", body: body, credentials: "same-origin",
+      headers: { Accept: "application/json" }
+    }).then(function (r) {
+      return r.json().then(function (data) { return { ok: r.ok, data: data }; });
+    }).then(function (answer) {
+      inFlight = false;
+      if (!answer.ok || !answer.data.ok) {
+        Object.keys(sent).forEach(function (n) { if (!(n in dirty)) { dirty[n] = sent[n]; } });
+        say("Not saved: " + (answer.data.error || "the server refused the change"), true);
+        return;
+      }
+      base.value = answer.data.revision;
+      form.setAttribute("data-revision", answer.data.revision);
+      if (Object.keys(dirty).length) { schedule(); return; }
+      say("Saved · revision " + answer.data.revision);
+    }).catch(function () {
+      inFlight = false;
+      Object.keys(sent).forEach(function (n) { if (!(n in dirty)) { dirty[n] = sent[n]; } });
+      say("Not saved: the connection failed; retrying", true);
+      timer = setTimeout(save, 5000);
+    });
+  }
+  function schedule() {
+    if (timer) { clearTimeout(timer); }
+    timer = setTimeout(save, 1200);
+  }
+  function edited(event) {
+    var el = event.target;
+    if (!el.name || el.type === "hidden" || el.name === "add_paper") { return; }
+    dirty[el.name] = paperOf(el);
+    say("Unsaved changes…");
+    schedule();
+  }
+  form.addEventListener("input", edited);
+  form.addEventListener("change", edited);
+  form.addEventListener("submit", function () { submitting = true; });
+  window.addEventListener("beforeunload", function (event) {
+    if (submitting || (!Object.keys(dirty).length && !inFlight)) { return; }
+    event.preventDefault();
+    event.returnValue = "";
+  });
+})();
