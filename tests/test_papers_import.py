@@ -282,7 +282,6 @@ MALFORMED = [
         "lacks column",
     ),
     ("short-row.csv", "title,summary,published\nA,s,2026-04\nB,s\n", 2, "published", "missing"),
-    ("undated.atom", ATOM_NO_DATE, 2, "published", "no published or updated date"),
     ("broken.xml", ATOM_NO_DATE[:300], None, None, "not well-formed XML"),
     (
         "huge.json",

@@ -55,6 +55,8 @@ def import_(
             else f"nothing changed ({_plural(report.skipped, 'paper')} already up to date)"
         )
         console.print(f"✓ {report.file} ({report.format}): {counts}", soft_wrap=True, markup=False)
+        for note in report.notes:
+            console.print(f"  {note}", soft_wrap=True, markup=False)
         if report.untagged:
             console.print(
                 f"  {_plural(len(report.untagged), 'paper')} matched no topic and went to "

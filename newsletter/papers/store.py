@@ -47,6 +47,7 @@ class FileImportReport:
     updated: int = 0
     skipped: int = 0
     untagged: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # feed items left out, and why
     error: RecordError | None = None
 
     @property
@@ -67,6 +68,8 @@ def validate_records(
     """Validate every record; the first bad one fails them all, named by its 1-based number."""
     records = []
     for number, raw in enumerate(raw_records, start=1):
+        if from_feed and isinstance(raw, dict):  # feeds skip items: keep the feed's numbering
+            number = raw.get("record_number", number)
         try:
             records.append(validate_record(raw, known_topics, from_feed=from_feed))
         except RecordError as exc:
@@ -83,7 +86,16 @@ def _merge(earlier: PaperRecord, later: PaperRecord) -> PaperRecord:
     """The same paper twice in one file: the later record wins, the earlier fills its gaps."""
     gaps = {
         name: getattr(earlier, name)
-        for name in ("url", "authors", "topics", "arxiv_id", "doi", "abstract", "categories")
+        for name in (
+            "url",
+            "authors",
+            "topics",
+            "arxiv_id",
+            "doi",
+            "abstract",
+            "categories",
+            "journal_ref",
+        )
         if not getattr(later, name)
     }
     return replace(later, **gaps)
@@ -200,6 +212,8 @@ def _changes(paper: Paper, record: PaperRecord) -> dict[str, Any]:
         new["arxiv_id"] = record.arxiv_id
     if record.doi and not paper.doi:
         new["doi"] = record.doi
+    if record.journal_ref and record.journal_ref != paper.journal_ref:
+        new["journal_ref"] = record.journal_ref
     return new
 
 
@@ -215,6 +229,7 @@ def _new_paper(record: PaperRecord, now: datetime) -> dict[str, Any]:
         "arxiv_id": record.arxiv_id,
         "doi": record.doi,
         "abstract": record.abstract,
+        "journal_ref": record.journal_ref,
         "created_at": now,
         "updated_at": now,
     }
@@ -330,6 +345,7 @@ def import_raw_records(
         raise exc.located(file=source) from None
     report.added, report.updated, report.skipped = counts.added, counts.updated, counts.skipped
     report.untagged = counts.untagged
+    report.notes = list(getattr(raw, "notes", []))  # a feed's FeedRecords names what it left out
     return report
 
 
