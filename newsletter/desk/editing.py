@@ -130,7 +130,12 @@ def edit_paper(
         key=lambda s: known.get(s, len(known)),
     )
     if summary == paper.summary and chosen == before:
+        if paper.topic_confidence is not None:  # the editor looked and kept them: no flag
+            paper.topic_confidence = None
+            session.add(paper)
+            audit.record(session, actor, "paper.topics.confirm", month, paper.title[:120])
         return paper
+    paper.topic_confidence = None  # a person chose the topics now
     notes = []
     if summary != paper.summary:
         paper.summary = summary

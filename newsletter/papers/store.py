@@ -4,6 +4,10 @@ A record is the same paper as a stored one when its arXiv id (version stripped),
 normalised title matches, tried in that order. Re-importing a file changes nothing; a changed
 field (summary, URL arriving later for a listing paper, ...) updates the paper. Lookups and
 writes go in batches, so 10,000 records cost a few dozen queries, not 10,000.
+
+Why this module is long: matching a record to a stored paper, deciding what it changes
+(fields, topics, the tagger's confidence) and writing the batch are one all-or-nothing step
+whose rules refer to each other; split apart, each piece would need the others' details.
 """
 
 from __future__ import annotations
@@ -82,22 +86,12 @@ def _keys(record: PaperRecord) -> list[tuple[str, str]]:
     return [(kind, value) for kind, value in keys if value]
 
 
+_FILLABLE = ("url", "authors", "topics", "arxiv_id", "doi", "abstract", "categories", "journal_ref")
+
+
 def _merge(earlier: PaperRecord, later: PaperRecord) -> PaperRecord:
     """The same paper twice in one file: the later record wins, the earlier fills its gaps."""
-    gaps = {
-        name: getattr(earlier, name)
-        for name in (
-            "url",
-            "authors",
-            "topics",
-            "arxiv_id",
-            "doi",
-            "abstract",
-            "categories",
-            "journal_ref",
-        )
-        if not getattr(later, name)
-    }
+    gaps = {name: getattr(earlier, name) for name in _FILLABLE if not getattr(later, name)}
     return replace(later, **gaps)
 
 
@@ -261,8 +255,8 @@ def import_records(session: Session, records: list[PaperRecord], tagger: Tagger)
                     record=number,
                 )
         if paper is None:
-            topics, fell_back = tagger.tag(record)
-            new_papers.append((_new_paper(record, now), topics))
+            topics, fell_back, confidence = tagger.tag_with_confidence(record)
+            new_papers.append((_new_paper(record, now) | {"topic_confidence": confidence}, topics))
             counts.added += 1
             if fell_back:
                 counts.untagged.append(record.title)
@@ -278,8 +272,9 @@ def import_records(session: Session, records: list[PaperRecord], tagger: Tagger)
                 )
         stored = sorted(current_topics.get(paper.id, []))  # type: ignore[arg-type]
         topics = stored
+        confidence = paper.topic_confidence
         if record.topics:
-            topics = tagger.sort(record.topics)
+            topics, confidence = tagger.sort(record.topics), None
         elif not stored or stored == [GENERAL_TOPIC]:
             merged = replace(
                 record,
@@ -287,9 +282,11 @@ def import_records(session: Session, records: list[PaperRecord], tagger: Tagger)
                 summary=changes.get("summary", paper.summary),
                 abstract=changes.get("abstract", paper.abstract),
             )
-            topics, fell_back = tagger.tag(merged)
+            topics, fell_back, confidence = tagger.tag_with_confidence(merged)
             if fell_back:
                 counts.untagged.append(paper.title)
+        if confidence != paper.topic_confidence:
+            changes["topic_confidence"] = confidence
         if sorted(topics) != stored:
             retopic[paper.id] = topics  # type: ignore[index]
         if changes:

@@ -43,6 +43,7 @@ CLOSE_CALL = 0.8  # the runner-up within this share of the best: a close call
 FULL_EVIDENCE = 6  # one title keyword (or three in the text) is enough evidence
 FLAG_GENERAL = "general"
 FLAG_CLOSE_CALL = "close call"
+FLAG_HINT = "source's hint"
 _INVARIANT = ("ss", "us", "is", "ous", "ics")
 _SPELLINGS = (
     ("isation", "ization"),
@@ -159,12 +160,15 @@ class Assessment:
 
 
 def flag_for(topics: Iterable[str], confidence: float | None) -> str:
-    """ "general", "close call" or "" for a paper's stored topics and confidence (None: the
-    topics were given, never flagged)."""
+    """What the desk and `papers list` flag about a paper's stored topics and confidence:
+    "general" (no keyword matched), "source's hint" (none matched; the source's topic hints
+    were used), "close call" (the runner-up nearly won, or the best topic rests on less
+    than one title keyword) or "". A confidence of None (topics a person or the source
+    chose, or an editor kept on the desk) is never flagged."""
     if confidence is None:
         return ""
-    if list(topics) == [GENERAL_TOPIC] or confidence == 0:
-        return FLAG_GENERAL
+    if confidence == 0:
+        return FLAG_GENERAL if list(topics) == [GENERAL_TOPIC] else FLAG_HINT
     return FLAG_CLOSE_CALL if confidence < CLOSE_CALL_CONFIDENCE else ""
 
 
@@ -273,7 +277,13 @@ class Tagger:
 
     def tag(self, record: PaperRecord) -> tuple[list[str], bool]:
         """(topics, fell back to general): explicit topics win, then keywords and categories."""
+        topics, fell_back, _ = self.tag_with_confidence(record)
+        return topics, fell_back
+
+    def tag_with_confidence(self, record: PaperRecord) -> tuple[list[str], bool, float | None]:
+        """(topics, fell back to general, confidence); the confidence is None for topics the
+        record gave (a person or the source chose them)."""
         if record.topics:
-            return self.sort(record.topics), False
+            return self.sort(record.topics), False, None
         found = self.assess_record(record)
-        return found.topics, found.fell_back and not self.fallback
+        return found.topics, found.fell_back and not self.fallback, found.confidence
