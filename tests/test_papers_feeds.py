@@ -247,3 +247,18 @@ def test_over_size_download_fails_the_source(engine, tmp_path, fake, announce_le
     roomy = FetchOptions(arxiv_api_url=fake.arxiv_url, arxiv_delay=0.0, max_feed_bytes=len(body))
     (report,) = fetch_sources(engine, load_sources_file(path), "2024-11", roomy)
     assert report.ok and report.added == 4
+
+
+def test_a_feed_item_that_fails_validation_is_skipped_and_named(engine, tmp_path: Path) -> None:
+    # Derived from the recorded file: the second entry's author is a 250-character "name".
+    source = (FEEDS / "atom_html_content_only.atom").read_bytes()
+    odd = tmp_path / "odd.atom"
+    odd.write_bytes(
+        source.replace(b"<name>Ben Example</name>", b"<name>" + b"B" * 250 + b"</name>")
+    )
+    report = one(import_paths(engine, [odd]))
+    assert (report.error, report.added) == (None, 1)
+    assert report.notes == [
+        "record 2, field 'authors': has a name of 250 characters; the limit is 200, skipped"
+    ]
+    assert set(papers(engine)) == {"Step sizes & the edge of stability"}

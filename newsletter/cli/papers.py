@@ -167,6 +167,8 @@ def fetch_arxiv(
         f"{report.skipped} unchanged",
         markup=False,
     )
+    for note in report.notes:
+        console.print(f"  {note}", soft_wrap=True, markup=False)
     if report.untagged:
         console.print(
             f"  {_plural(len(report.untagged), 'paper')} matched no topic and went to 'general'",

@@ -103,8 +103,11 @@ def _loader(
     dropped: list[int],
 ) -> Callable[[Session, Tagger], FileImportReport]:
     def load(session: Session, tagger: Tagger) -> FileImportReport:
+        notes = list(getattr(raw, "notes", []))  # what a feed left out, and why
         try:
-            records = validate_records(raw, tagger.slugs, from_feed=fmt in FEED_FORMATS)
+            records = validate_records(
+                raw, tagger.slugs, from_feed=fmt in FEED_FORMATS, skipped=notes
+            )
             kept = [r for r in records if keep(r)]
             dropped.append(len(records) - len(kept))
             counts = import_records(session, kept, tagger)
@@ -113,7 +116,7 @@ def _loader(
         report = FileImportReport(file=Path(label), format=fmt)
         report.added, report.updated, report.skipped = counts.added, counts.updated, counts.skipped
         report.untagged = counts.untagged
-        report.notes = list(getattr(raw, "notes", []))
+        report.notes = notes
         return report
 
     return load

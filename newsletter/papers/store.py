@@ -67,9 +67,17 @@ FEED_FORMATS = frozenset({"feed", "arxiv"})
 
 
 def validate_records(
-    raw_records: Sequence[Any], known_topics: frozenset[str], *, from_feed: bool = False
+    raw_records: Sequence[Any],
+    known_topics: frozenset[str],
+    *,
+    from_feed: bool = False,
+    skipped: list[str] | None = None,
 ) -> list[PaperRecord]:
-    """Validate every record; the first bad one fails them all, named by its 1-based number."""
+    """Validate every record; the first bad one fails them all, named by its 1-based number.
+
+    A feed's records (`from_feed`, with a `skipped` list) are published by programs, not
+    written by people: a bad one is left out and named in `skipped`, the others import.
+    """
     records = []
     for number, raw in enumerate(raw_records, start=1):
         if from_feed and isinstance(raw, dict):  # feeds skip items: keep the feed's numbering
@@ -77,6 +85,9 @@ def validate_records(
         try:
             records.append(validate_record(raw, known_topics, from_feed=from_feed))
         except RecordError as exc:
+            if from_feed and skipped is not None:
+                skipped.append(f"{exc.located(record=number).describe()}, skipped")
+                continue
             raise exc.located(record=number) from None
     return records
 
@@ -335,14 +346,16 @@ def import_raw_records(
 ) -> FileImportReport:
     """Validate and import records read from `source`; raises `RecordError` naming it."""
     report = FileImportReport(file=Path(source), format=fmt)
+    report.notes = list(getattr(raw, "notes", []))  # a feed's FeedRecords names what it left out
     try:
-        records = validate_records(raw, tagger.slugs, from_feed=fmt in FEED_FORMATS)
+        records = validate_records(
+            raw, tagger.slugs, from_feed=fmt in FEED_FORMATS, skipped=report.notes
+        )
         counts = import_records(session, records, tagger)
     except RecordError as exc:
         raise exc.located(file=source) from None
     report.added, report.updated, report.skipped = counts.added, counts.updated, counts.skipped
     report.untagged = counts.untagged
-    report.notes = list(getattr(raw, "notes", []))  # a feed's FeedRecords names what it left out
     return report
 
 

@@ -31,7 +31,6 @@ from newsletter.papers.validation import PaperRecord
 from newsletter.topics import GENERAL_TOPIC, TopicSpec
 
 _PUNCTUATION = re.compile(r"[^\w\s-]+")
-_SPACES = re.compile(r"\s+")
 # Scores are in half-points so they stay integers: a keyword found in the text counts 2 (a
 # broad one 1), in the title three times that; a matching arXiv category counts 4.
 TITLE_WEIGHT = 3
@@ -119,15 +118,26 @@ class TopicRule:
         )
 
 
+def _forms_of(text: str) -> list[str]:
+    """The text's word forms in order, "|" where punctuation was."""
+    tokens = _PUNCTUATION.sub(" | ", text.lower()).split()
+    forms = {w: word_form(w) for w in set(tokens)}
+    return [forms[w] for w in tokens]
+
+
+def _word_set(forms: list[str], text: str) -> set[str]:
+    words = set(forms)
+    if "-based" in text.lower():
+        words.update(w[: -len("-based")] for w in words.copy() if w.endswith("-based"))
+    return words
+
+
 def text_words(text: str) -> tuple[frozenset[str], str]:
     """(set of word forms, " w1 w2 | w3 ") of a text. Words keep inner hyphens; punctuation
     becomes " | " so a phrase never matches across it ("flow. Matching" is not "flow
     matching"). "X-based" adds X as a word of its own."""
-    flat = _SPACES.sub(" ", _PUNCTUATION.sub(" | ", text.lower())).split()
-    forms = [word_form(w) if w != "|" else w for w in flat]
-    words = set(forms)
-    words.update(w[: -len("-based")] for w in forms if w.endswith("-based"))
-    return frozenset(words), " " + " ".join(forms) + " "
+    forms = _forms_of(text)
+    return frozenset(_word_set(forms, text)), " " + " ".join(forms) + " "
 
 
 def _found(spellings: frozenset[str], words: frozenset[str], flat: str) -> bool:
@@ -194,6 +204,19 @@ class Tagger:
         self.rules = sorted(rules, key=lambda r: r.position)
         self.fallback = tuple(fallback)  # a source's topic hints, used instead of `general`
         self.order = {r.slug: r.position for r in self.rules}
+        # Every spelling of every keyword, indexed: one-word spellings by the word, phrases by
+        # their first two words (so a text is scanned for a phrase only when it could hold it).
+        self._single: dict[str, list[tuple[str, int, int]]] = {}
+        self._phrases: dict[tuple[str, str], list[tuple[str, str, int, int]]] = {}
+        for rule in self.rules:
+            for number, (_, spellings, points) in enumerate(rule.keywords):
+                for spelling in spellings:
+                    if " " in spelling:
+                        entry = (f" {spelling} ", rule.slug, number, points)
+                        first, second = spelling.split()[:2]
+                        self._phrases.setdefault((first, second), []).append(entry)
+                    else:
+                        self._single.setdefault(spelling, []).append((rule.slug, number, points))
         if GENERAL_TOPIC not in self.order:
             raise NewsletterError(
                 f"the topic table has no {GENERAL_TOPIC!r} topic; run `newsletter init` first"
@@ -221,26 +244,48 @@ class Tagger:
         hints) instead of `general`."""
         return Tagger(self.rules, self.sort(topics))
 
-    def _scores(self, title: str, body: str, categories: Iterable[str] = ()) -> dict[str, int]:
+    def _points(self, text: str) -> dict[str, int]:
+        """Points per topic of the keywords found in `text`, each keyword once: one-word
+        spellings by set look-up, phrases by their first two words (adjacent pairs of the
+        text), longer phrases then checked in the text's word string."""
+        forms = _forms_of(text)
+        words = _word_set(forms, text)
+        found: dict[tuple[str, int], int] = {}
+        for word in words & self._single.keys():
+            for slug, number, points in self._single[word]:
+                found[(slug, number)] = points
+        pairs = set(zip(forms, forms[1:], strict=False)) & self._phrases.keys()
+        flat = " " + " ".join(forms) + " " if pairs else ""
+        for pair in pairs:
+            for phrase, slug, number, points in self._phrases[pair]:
+                if (slug, number) not in found and (phrase.count(" ") == 3 or phrase in flat):
+                    found[(slug, number)] = points
+        totals: dict[str, int] = {}
+        for (slug, _), points in found.items():
+            totals[slug] = totals.get(slug, 0) + points
+        return totals
+
+    def _scores(
+        self, title: str, body: str, categories: Iterable[str] = ()
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        """(score per topic, title points per topic)."""
+        in_title = self._points(title) if title else {}
+        scores = {slug: TITLE_WEIGHT * points for slug, points in in_title.items()}
+        for slug, points in (self._points(body) if body else {}).items():
+            scores[slug] = scores.get(slug, 0) + points
         cats = set(categories)
-        title_words, title_flat = text_words(title)
-        body_words, body_flat = text_words(body)
-        scores: dict[str, int] = {}
-        for rule in self.rules:
-            score = TITLE_WEIGHT * keyword_points(rule, title_words, title_flat)
-            score += keyword_points(rule, body_words, body_flat)
-            if not rule.categories.isdisjoint(cats):
-                score += CATEGORY_WEIGHT
-            if score:
-                scores[rule.slug] = score
-        return scores
+        if cats:
+            for rule in self.rules:
+                if not rule.categories.isdisjoint(cats):
+                    scores[rule.slug] = scores.get(rule.slug, 0) + CATEGORY_WEIGHT
+        return scores, in_title
 
     def strength(self, title: str, body: str, topics: Iterable[str]) -> int:
         """How strongly a paper matches its topics: distinct keywords found (broad ones half),
         those in the title counting three times. Ranks papers when an issue has more than it
         can show."""
         wanted = set(topics)
-        return sum(s for slug, s in self._scores(title, body).items() if slug in wanted)
+        return sum(s for slug, s in self._scores(title, body)[0].items() if slug in wanted)
 
     @property
     def slugs(self) -> frozenset[str]:
@@ -252,15 +297,14 @@ class Tagger:
 
     def match(self, text: str, categories: Iterable[str] = ()) -> list[str]:
         """Topics whose keywords occur in `text` or whose arXiv categories are given."""
-        return self.sort(self._scores("", text, categories))
+        return self.sort(self._scores("", text, categories)[0])
 
     def assess(self, title: str, body: str, categories: Iterable[str] = ()) -> Assessment:
         """The topics of an untagged paper, its best topic and the confidence in it."""
-        scores = self._scores(title, body, categories)
+        scores, title_scores = self._scores(title, body, categories)
         if not scores:
             topics = list(self.fallback) or [GENERAL_TOPIC]
             return Assessment(topics, topics[0], {}, 0.0, True)
-        title_scores = self._scores(title, "")
         ranked = sorted(
             scores, key=lambda s: (-scores[s], -title_scores.get(s, 0), self.order.get(s, 0))
         )
