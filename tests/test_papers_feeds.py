@@ -153,7 +153,7 @@ def test_over_long_text_is_cut_at_a_sentence(engine) -> None:
     assert post.abstract.startswith("We study how the width of a network")
 
 
-def test_two_posts_with_one_title_stay_two_and_a_repeated_item_is_one(engine) -> None:
+def test_two_posts_with_one_title_stay_two_and_a_repeated_item_is_one(engine, tmp_path) -> None:
     path = FEEDS / "rss_same_title_posts.rss"
     report = one(import_paths(engine, [path]))
     assert (report.error, report.added) == (None, 2)
@@ -166,6 +166,17 @@ def test_two_posts_with_one_title_stay_two_and_a_repeated_item_is_one(engine) ->
     ]
     again = one(import_paths(engine, [path]))
     assert (again.added, again.updated, again.skipped) == (0, 0, 2)
+    # Derived: the feed a month later lists only the May post (the June one rolled off):
+    # it is found again under its own key, not added as a third paper.
+    text = path.read_text(encoding="utf-8")
+    start = text.index("    <item>")
+    end = text.index("    <item>", text.index("?p=302"))
+    rolled = tmp_path / "rolled.rss"
+    rolled.write_text(
+        text[:start] + text[text.index("    <item>", start + 1) : end] + "  </channel>\n</rss>\n"
+    )
+    later = one(import_paths(engine, [rolled]))
+    assert (later.error, later.added, later.updated, later.skipped) == (None, 0, 0, 1)
 
 
 def test_files_written_by_people_stay_all_or_nothing(engine, tmp_path: Path) -> None:

@@ -93,7 +93,10 @@ def validate_records(
 
 
 def _keys(record: PaperRecord) -> list[tuple[str, str]]:
-    keys = [("arxiv", record.arxiv_id), ("doi", record.doi), ("title", record.normalized_title)]
+    keys = [("arxiv", record.arxiv_id), ("doi", record.doi)]
+    if record.item_key and record.item_key != record.normalized_title:
+        keys.append(("title", record.item_key))  # a feed post stored apart from its namesake
+    keys.append(("title", record.normalized_title))
     return [(kind, value) for kind, value in keys if value]
 
 
@@ -171,7 +174,7 @@ def _match(record: PaperRecord, number: int, known: dict[tuple[str, str], Paper]
         return None
     kind, paper = hits[0]
     for other_kind, other in hits[1:]:
-        if other.id != paper.id:
+        if other.id != paper.id and not other_kind == kind == "title":  # item key first
             raise RecordError(
                 f"its {kind} matches stored paper #{paper.id} but its {other_kind} matches "
                 f"stored paper #{other.id}; fix the record",
@@ -195,7 +198,7 @@ def _changes(paper: Paper, record: PaperRecord) -> dict[str, Any]:
     new: dict[str, Any] = {}
     # Same title up to case and punctuation: keep the stored spelling, so two sources that
     # disagree only there never flip it back and forth on each re-import.
-    if record.normalized_title != paper.normalized_title:
+    if record.normalized_title != paper.normalized_title != record.item_key:
         new["title"] = record.title
         new["normalized_title"] = record.normalized_title
     if not record.summary_is_abstract and record.summary != paper.summary:

@@ -111,6 +111,7 @@ class PaperRecord:
     journal_ref: str = ""  # "Phys. Rev. D 110 (2024) 012345", as arXiv gives it
     # Two different posts of one feed sharing a title each get a key of their own.
     title_key: str | None = None
+    item_key: str | None = None  # a feed item's own key (title and guid), see feeds.py
     _normalized: tuple[str, str] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -284,6 +285,7 @@ def validate_record(
         categories = _split_list(raw.get("categories"), ",; ")
         journal_ref = text_field("journal_ref", MAX_JOURNAL_REF, one_line=True, required=False)
         title_key = raw.get("title_key") if from_feed else None
+        item_key = raw.get("item_key") if from_feed else None
     except ValueError as exc:
         raise RecordError(str(exc), field=current) from None
     if not normalize_title(title):
@@ -303,4 +305,5 @@ def validate_record(
         summary_is_abstract=from_feed,
         journal_ref=journal_ref,
         title_key=str(title_key)[:MAX_TITLE] if title_key else None,
+        item_key=str(item_key)[:MAX_TITLE] if item_key else None,
     )

@@ -268,6 +268,10 @@ def _keep_same_title_posts_apart(records: list[dict[str, Any]]) -> None:
     for record in records:
         by_title.setdefault(normalize_title(record["title"]), set()).add(record["identity"])
     for record in records:
-        identities = by_title[normalize_title(record["title"])]
-        if len(identities) > 1 and record["identity"] and not record["arxiv_id"]:
-            record["title_key"] = _title_key(record["title"], record["identity"])
+        if not record["identity"] or record["arxiv_id"]:
+            continue
+        # Every item also carries its own key, so a post stored under it is found again when
+        # a later fetch lists it alone (the feed rolled past its namesake).
+        record["item_key"] = _title_key(record["title"], record["identity"])
+        if len(by_title[normalize_title(record["title"])]) > 1:
+            record["title_key"] = record["item_key"]
