@@ -10,6 +10,7 @@ cs.LG listing of 28 Nov 2024; the error feed is arXiv's answer for `rss/astroph`
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from newsletter.models import Paper
-from newsletter.papers.fetching import FetchOptions, fetch_sources
+from newsletter.papers.fetching import FetchOptions, fetch_sources, fetch_with_retries
 from newsletter.papers.sources_file import load_sources_file
 from newsletter.papers.store import FileImportReport, import_paths
 from newsletter.papers.validation import MAX_ABSTRACT
@@ -273,3 +274,52 @@ def test_a_feed_item_that_fails_validation_is_skipped_and_named(engine, tmp_path
         "record 2, field 'authors': has a name of 250 characters; the limit is 200, skipped"
     ]
     assert set(papers(engine)) == {"Step sizes & the edge of stability"}
+
+
+def test_a_misspelt_category_is_retried_like_any_failing_source(engine, tmp_path, fake) -> None:
+    path = _sources(tmp_path, fake, {"astroph": (ERROR_FEED.read_bytes(), True)})
+    attempts = []
+    now = datetime.now(UTC)
+    (report,) = fetch_with_retries(
+        engine,
+        load_sources_file(path),
+        "2024-11",
+        FetchOptions(arxiv_api_url=fake.arxiv_url, arxiv_delay=0.0),
+        retries=2,
+        first_delay=0.01,
+        deadline=now + timedelta(hours=1),
+        now=now,
+        on_attempt=attempts.append,
+    )
+    assert fake.hits("/astroph") == 3 and len(attempts) == 3
+    assert not report.ok and "Bad archive 'astroph'" in (report.error or "")
+
+
+def test_rdf_items_take_the_channels_date(engine, tmp_path: Path) -> None:
+    # RSS 1.0 (RDF Site Summary) as its specification shows it: items carry no date here,
+    # the channel has a dc:date.
+    rdf = tmp_path / "news.rdf"
+    rdf.write_text(
+        """<?xml version="1.0"?>
+<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+  xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns="http://purl.org/rss/1.0/">
+  <channel rdf:about="https://seminar.example.org/news.rdf">
+    <title>Seminar</title>
+    <link>https://seminar.example.org/</link>
+    <description>Talks</description>
+    <dc:date>2026-06-10T08:00:00Z</dc:date>
+    <items><rdf:Seq><rdf:li resource="https://seminar.example.org/t/1"/></rdf:Seq></items>
+  </channel>
+  <item rdf:about="https://seminar.example.org/t/1">
+    <title>Talk: implicit bias of gradient descent</title>
+    <link>https://seminar.example.org/t/1</link>
+    <description>Why gradient descent prefers max-margin solutions.</description>
+  </item>
+</rdf:RDF>
+""",
+        encoding="utf-8",
+    )
+    report = one(import_paths(engine, [rdf], "feed"))
+    assert (report.error, report.added) == (None, 1)
+    (paper,) = papers(engine).values()
+    assert str(paper.published) == "2026-06-10"
