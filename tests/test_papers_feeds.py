@@ -81,12 +81,13 @@ def test_atom_listing_reads_the_same_way_and_keeps_doi_and_journal_ref(
     guard = papers(engine)[GUARD]
     assert len(guard.authors) == 20 and guard.arxiv_id == "2411.17713"
     # Derived from the recorded file: the replace-cross entry announced as a cross-list, so it
-    # is kept; its DOI and journal reference are stored as arXiv gives them.
+    # is kept, with a second DOI (arXiv separates several by spaces, the article's first);
+    # its DOI and journal reference are stored as arXiv gives them.
     crossed = tmp_path / "crossed.atom"
     crossed.write_bytes(
-        ATOM_LISTING.read_bytes().replace(
-            b"<arxiv:announce_type>replace-cross<", b"<arxiv:announce_type>cross<"
-        )
+        ATOM_LISTING.read_bytes()
+        .replace(b"<arxiv:announce_type>replace-cross<", b"<arxiv:announce_type>cross<")
+        .replace(b"10.5802/jep.257<", b"10.5802/jep.257 10.5802/jep.257-erratum<")
     )
     report = one(import_paths(engine, [crossed]))
     assert (report.added, report.notes) == (1, ["1 new version of earlier papers skipped"])

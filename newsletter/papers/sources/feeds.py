@@ -172,6 +172,12 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _first_doi(entry: Any) -> str | None:
+    """arXiv separates several DOIs by spaces, the article's own first."""
+    parts = str(entry.get("arxiv_doi") or "").split()
+    return parts[0] if parts else None
+
+
 def _journal_ref(entry: Any) -> str:
     """`arxiv:journal_reference` in listing feeds, `arxiv:journal_ref` in API answers."""
     value = entry.get("arxiv_journal_reference") or entry.get("arxiv_journal_ref") or ""
@@ -245,7 +251,7 @@ def read_feed(data: bytes) -> FeedRecords:
                 "url": url,
                 "authors": _authors(entry, arxiv_listing=bool(announce)),
                 "arxiv_id": arxiv_id,
-                "doi": entry.get("arxiv_doi") or None,
+                "doi": _first_doi(entry),
                 "journal_ref": _journal_ref(entry),
                 "categories": [t.get("term", "") for t in entry.get("tags", []) if t.get("term")],
                 "record_number": number,
