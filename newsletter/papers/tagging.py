@@ -2,18 +2,20 @@
 confidence the desk can act on.
 
 Keywords match whole words, case-insensitively, in the title, summary and abstract, in their
-word forms: a plural matches its singular ("operators" / "operator", "dynamics" /
-"dynamic"), and a keyword written with a hyphen or a space matches all three spellings
-("spatio-temporal", "spatio temporal", "spatiotemporal"; "neural operator",
-"neural-operator"). A hyphen still joins a text's words, so "PDE-inspired" is not about PDEs
-and "paragraph" is not a graph; only "X-based" also counts as X ("transformer-based").
+word forms: a plural matches its singular ("operators" / "operator", "studies" / "study"),
+British spelling the US one ("generalisation"), and a keyword written with a hyphen or a
+space matches all three spellings ("spatio-temporal", "spatio temporal", "spatiotemporal";
+"neural operator", "neural-operator"). A hyphen still joins a text's words, so
+"PDE-inspired" is not about PDEs and "paragraph" is not a graph; only "X-based" also counts
+as X ("transformer-based").
 Phrase variants ("operator learning" for neural operators) are keywords of `topics.yaml`.
 
-Each topic scores its distinct keywords found, a title hit counting three times, plus two for
-a matching arXiv category. The paper gets every topic scoring at least 35 % of the best; its
-confidence is how clearly the best topic won and how much evidence it had. Papers in
-`general` (nothing matched) and close calls (the runner-up within 80 % of the best) are
-flagged for the editor.
+Each topic scores its distinct keywords found (`broad_keywords` half), a title hit counting
+three times, plus two keywords' worth for a matching arXiv category. The paper gets every
+topic scoring at least 35 % of the best; its confidence is how clearly the best topic won
+and how much evidence it had. Papers in `general` (nothing matched) and close calls (the
+runner-up within 80 % of the best, or less than one title keyword of evidence) are flagged
+for the editor.
 """
 
 from __future__ import annotations
