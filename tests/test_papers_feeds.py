@@ -19,6 +19,7 @@ from sqlmodel import Session, select
 
 from newsletter.models import Paper
 from newsletter.papers.fetching import FetchOptions, fetch_sources, fetch_with_retries
+from newsletter.papers.sources.feeds import cut_at_sentence, first_version_month
 from newsletter.papers.sources_file import load_sources_file
 from newsletter.papers.store import FileImportReport, import_paths
 from newsletter.papers.validation import MAX_ABSTRACT
@@ -324,3 +325,13 @@ def test_rdf_items_take_the_channels_date(engine, tmp_path: Path) -> None:
     assert (report.error, report.added) == (None, 1)
     (paper,) = papers(engine).values()
     assert str(paper.published) == "2026-06-10"
+
+
+def test_first_version_month_and_cutting_at_a_sentence() -> None:
+    assert first_version_month("2411.17700v3") == "2024-11"
+    assert first_version_month("hep-th/9901001v2") == "1999-01"
+    assert first_version_month("math.GT/0309136") == "2003-09"
+    assert first_version_month("not-an-id") is None
+    text = "One sentence here. A second, longer sentence follows it. A third."
+    assert cut_at_sentence(text, 200) == text
+    assert cut_at_sentence(text, 40) == "One sentence here. …"
