@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    String,
     Text,
     UniqueConstraint,
     text,
@@ -65,6 +66,12 @@ class Paper(SQLModel, table=True):
     arxiv_id: str | None = Field(default=None, max_length=32, unique=True)
     doi: str | None = Field(default=None, max_length=255, unique=True)
     abstract: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    journal_ref: str = Field(
+        default="", sa_column=Column(String(1000), nullable=False, default="", server_default="")
+    )
+    # How sure the keyword tagger was of the paper's first topic (0-1); None: a person or
+    # the source chose the topics. Low values and `general` are flagged for the desk.
+    topic_confidence: float | None = Field(default=None)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts(False))
 

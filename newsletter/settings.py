@@ -94,6 +94,7 @@ class Settings(BaseSettings):
     sources: Path | None = None  # NEWSLETTER_SOURCES; default ./sources.yaml when it exists
     arxiv_api_url: str = "https://export.arxiv.org/api/query"
     arxiv_delay: float = Field(default=3.0, ge=0)  # seconds between arXiv API requests
+    max_feed_bytes: int = Field(default=20 * 1024 * 1024, ge=1)  # largest feed download
     max_papers: int | None = Field(default=None, ge=1)  # papers in the email, per issue
     max_papers_per_topic: int | None = Field(default=None, ge=1)  # per topic section
     send_on_source_failure: bool = False

@@ -41,7 +41,9 @@ def load_taxonomy(path: Path = TAXONOMY_FILE) -> tuple[TopicSpec, ...]:
                 slug=slug,
                 name=item["name"],
                 description=item.get("description", ""),
-                keywords=tuple(k.lower() for k in item.get("keywords", [])),
+                # Broad keywords count half; the tagger reads them with a "~" in front.
+                keywords=tuple(k.lower() for k in item.get("keywords", []))
+                + tuple(f"~{k.lower()}" for k in item.get("broad_keywords", [])),
                 arxiv_categories=tuple(item.get("arxiv_categories", [])),
             )
         )

@@ -602,3 +602,46 @@ def test_monthly_job_leaves_an_issue_scheduled_for_later(desk, engine) -> None:
 
     clock = build_clock(engine, desk, threading.Event())
     assert clock.get_job(SCHEDULED_SEND_JOB_ID) is not None
+
+
+def test_doubtful_tagging_is_flagged_and_an_editor_save_clears_it(client, desk, engine, tmp_path):
+    papers = [
+        {
+            "title": "Step sizes for Adam at the edge of stability",
+            "summary": "Sharpness and the learning rate of adaptive optimizers.",
+            "url": "https://example.org/a",
+            "published": "2026-05-04",
+        },
+        {
+            "title": "A note on reading groups",
+            "summary": "How our lab picks what to read each week.",
+            "url": "https://example.org/b",
+            "published": "2026-05-05",
+        },
+    ]
+    path = tmp_path / "may.json"
+    path.write_text(json.dumps(papers), encoding="utf-8")
+    assert import_paths(engine, [path])[0].ok
+    with Session(engine) as session:
+        compose_issue(session, MONTH, desk.title)
+        session.commit()
+        note = session.exec(select(Paper).where(Paper.title == papers[1]["title"])).one()
+        adam = session.exec(select(Paper).where(Paper.title == papers[0]["title"])).one()
+        assert (note.topic_confidence, adam.topic_confidence) == (0.0, 1.0)
+        revision = session.exec(select(Issue).where(Issue.month == MONTH)).one().revision
+    csrf = sign_in(client)
+    page = client.get(f"/admin/issues/{MONTH}").text
+    assert "1 paper to check" in page
+    assert page.count("check topics: general") == 1
+    resp = client.post(
+        f"/admin/issues/{MONTH}/papers/{note.id}",
+        data={"summary": note.summary, "topics": ["general"], "csrf_token": csrf},
+    )
+    assert resp.status_code == 303, resp.text
+    page = client.get(f"/admin/issues/{MONTH}").text
+    assert "check topics" not in page and "to check" not in page
+    with Session(engine) as session:
+        assert session.get(Paper, note.id).topic_confidence is None
+        assert session.exec(select(Issue).where(Issue.month == MONTH)).one().revision == revision
+        actions = [a.action for a in session.exec(select(AuditEntry).order_by(AuditEntry.id))]
+    assert actions[-1] == "paper.topics.confirm"

@@ -158,7 +158,7 @@ def test_fetch_every_source_then_refetch_changes_nothing(engine, tmp_path, fake)
     assert not (inbox / "papers.yaml").exists() and (inbox / "imported" / "papers.yaml").exists()
     with Session(engine) as session:
         titles = set(session.exec(select(Paper.title)).all())
-        calm = session.exec(select(Paper).where(Paper.title.startswith("Curvature"))).one()
+        calm = session.exec(select(Paper).where(Paper.title.startswith("Calm"))).one()
         calm_topics = session.exec(
             select(PaperTopic.topic_slug).where(PaperTopic.paper_id == calm.id)
         ).all()

@@ -282,7 +282,6 @@ MALFORMED = [
         "lacks column",
     ),
     ("short-row.csv", "title,summary,published\nA,s,2026-04\nB,s\n", 2, "published", "missing"),
-    ("undated.atom", ATOM_NO_DATE, 2, "published", "no published or updated date"),
     ("broken.xml", ATOM_NO_DATE[:300], None, None, "not well-formed XML"),
     (
         "huge.json",
@@ -412,3 +411,22 @@ def test_concurrent_imports_of_the_same_papers_both_succeed(engine: Engine, tmp_
         t.join()
     assert [r.error for r in reports] == [None, None, None]
     assert sum(r.added for r in reports) == 300 and count_papers(engine) == 300
+
+
+def test_confidence_is_stored_and_papers_list_flags_doubtful_ones(cli, tmp_path: Path) -> None:
+    rows = [
+        {"title": "Adam restarts", "summary": "Learning rate schedules.", "published": "2026-04"},
+        {"title": "Lab picnic", "summary": "Sandwiches.", "published": "2026-04"},
+        {"title": "Given topics", "summary": "x", "published": "2026-04", "topics": ["general"]},
+    ]
+    path = write(tmp_path, "c.json", json.dumps(rows))
+    assert cli("papers", "import", str(path)).exit_code == 0
+    listing = " ".join(cli("papers", "list").output.split())
+    assert "1.00" in listing and "given" in listing
+    assert "1 paper flagged (General or a close call)" in listing
+    flagged = " ".join(cli("papers", "list", "--flagged").output.split())
+    assert "Lab picnic" in flagged and "general" in flagged
+    assert "Adam" not in flagged and "Given topics" not in flagged
+    # The same file again changes nothing, confidence included.
+    again = cli("papers", "import", str(path)).output
+    assert "nothing changed (3 papers already up to date)" in again

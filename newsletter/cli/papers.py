@@ -66,6 +66,8 @@ def import_(
             else f"nothing changed ({_plural(report.skipped, 'paper')} already up to date)"
         )
         console.print(f"✓ {report.file} ({report.format}): {counts}", soft_wrap=True, markup=False)
+        for note in report.notes:
+            console.print(f"  {note}", soft_wrap=True, markup=False)
         if report.changed:
             _after_import(Path(report.file).name, counts)
         if report.untagged:
@@ -82,10 +84,18 @@ def import_(
 @app.command("list")
 def list_(
     month: str | None = typer.Option(None, "--month", metavar="YYYY-MM", help="Only this month."),
+    flagged: bool = typer.Option(
+        False, "--flagged", help="Only papers in General or whose topic was a close call."
+    ),
 ) -> None:
-    """A table of papers with their topics, newest first."""
+    """A table of papers with their topics and tagging confidence, newest first.
+
+    "Tagged" gives the confidence and flags papers the tagger put in General or placed by a
+    close call (or on thin evidence); topics a person or the source gave say "given".
+    """
 
     from newsletter.papers.store import list_papers
+    from newsletter.papers.tagging import flag_for
 
     if month is not None:
         try:
@@ -94,26 +104,42 @@ def list_(
             fail(str(exc), code=2)
     with session_scope(engine()) as session:
         rows = list_papers(session, month)
+    rows = [(p, t, flag_for(t, p.topic_confidence)) for p, t in rows]
+    if flagged:
+        rows = [row for row in rows if row[2]]
     if not rows:
-        console.print(f"No papers{f' for {month}' if month else ''} yet.")
+        what = "flagged papers" if flagged else "papers"
+        console.print(f"No {what}{f' for {month}' if month else ''} yet.")
         return
-    table = Table(title=f"{_plural(len(rows), 'paper')}{f' of {month}' if month else ''}")
+    title = f"{_plural(len(rows), 'paper')}{' flagged' if flagged else ''}"
+    table = Table(title=f"{title}{f' of {month}' if month else ''}")
     table.add_column("Published", no_wrap=True)
     table.add_column("Title", overflow="fold")
     table.add_column("Authors", overflow="fold")
     table.add_column("Topics")
+    table.add_column("Tagged", overflow="fold")
     table.add_column("Link", no_wrap=True)
-    for paper, topics in rows:
+    for paper, topics, flag in rows:
         authors = ", ".join(paper.authors[:3]) + (" …" if len(paper.authors) > 3 else "")
         link = paper.arxiv_id or ("url" if paper.url else "title search")
+        tagged = "given" if paper.topic_confidence is None else f"{paper.topic_confidence:.2f}"
+        tagged = f"{tagged} {flag}".strip() if flag and flag != "general" else flag or tagged
         table.add_row(
             paper.published.isoformat(),
             escape(paper.title),
             escape(authors),
             ", ".join(topics),
+            tagged,
             link,
         )
     console.print(table)
+    count = sum(1 for row in rows if row[2])
+    if count and not flagged:
+        console.print(
+            f"{_plural(count, 'paper')} flagged (General or a close call): "
+            "`newsletter papers list --flagged`",
+            markup=False,
+        )
 
 
 @app.command("fetch-arxiv")
@@ -157,6 +183,8 @@ def fetch_arxiv(
         f"{report.skipped} unchanged",
         markup=False,
     )
+    for note in report.notes:
+        console.print(f"  {note}", soft_wrap=True, markup=False)
     if report.untagged:
         console.print(
             f"  {_plural(len(report.untagged), 'paper')} matched no topic and went to 'general'",

@@ -139,7 +139,12 @@ def edit_paper(
         key=lambda s: known.get(s, len(known)),
     )
     if summary == paper.summary and chosen == before:
+        if paper.topic_confidence is not None:  # the editor looked and kept them: no flag
+            paper.topic_confidence = None
+            session.add(paper)
+            audit.record(session, actor, "paper.topics.confirm", month, paper.title[:120])
         return paper
+    paper.topic_confidence = None  # a person chose the topics now
     notes = []
     if summary != paper.summary:
         paper.summary = summary
@@ -182,6 +187,20 @@ def _next_position(session: Session, issue: Issue, section: str) -> int:
         )
     ).one()
     return (top if top is not None else -1) + 1
+
+
+def keep_topics(session: Session, month: str, paper_id: int, actor: str) -> Paper:
+    """The editor looked at a flagged paper's topics and kept them: no flag, no revision
+    (the content is the same)."""
+    editable_issue(session, month)
+    paper = session.get(Paper, paper_id)
+    if paper is None:
+        raise NewsletterError(f"paper {paper_id} is not in issue {month}")
+    if paper.topic_confidence is not None:
+        paper.topic_confidence = None
+        session.add(paper)
+        audit.record(session, actor, "paper.topics.confirm", month, paper.title[:120])
+    return paper
 
 
 def drop_paper(session: Session, month: str, paper_id: int, actor: str) -> Issue:

@@ -103,6 +103,8 @@ def import_arxiv_month(
                 raw.extend(read_feed(page))
             except RecordError as exc:
                 raise RecordError(f"answer page {number}: {exc.message}", field=exc.field) from None
+        for position, record in enumerate(raw, start=1):  # pages each number from 1
+            record["record_number"] = position
         if not raw:
             raise RecordError("the arXiv API found no papers for this month and these categories")
         return import_raw_records(session, source, "arxiv", raw, tagger)

@@ -22,7 +22,7 @@ from sqlmodel import Session
 
 from newsletter.months import LATE_WINDOW_MONTHS, shift_month
 from newsletter.papers.arxiv import fetch_month_pages
-from newsletter.papers.http_fetch import http_get
+from newsletter.papers.http_fetch import MAX_FEED_BYTES, http_get
 from newsletter.papers.sources import read_raw_records
 from newsletter.papers.sources.feeds import read_feed
 from newsletter.papers.sources_file import (
@@ -58,6 +58,7 @@ class SourceReport:
     filtered: int = 0  # dropped by the source's include/exclude keywords or month
     files: int = 0  # directory: files imported and moved aside
     untagged: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # feed items left out, and why
     error: str | None = None
 
     @property
@@ -72,6 +73,7 @@ class SourceReport:
         extra = [f"{self.files} file(s) moved aside"] if self.kind == "directory" else []
         if self.filtered:
             extra.append(f"{self.filtered} left out by its keywords or dates")
+        extra += self.notes
         return f"{self.name} ({self.kind}): {counts}" + "".join(f", {e}" for e in extra)
 
 
@@ -82,10 +84,15 @@ class FetchOptions:
     arxiv_api_url: str
     arxiv_delay: float
     sleep: Callable[[float], None] = time.sleep
+    max_feed_bytes: int = MAX_FEED_BYTES
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FetchOptions:
-        return cls(arxiv_api_url=settings.arxiv_api_url, arxiv_delay=settings.arxiv_delay)
+        return cls(
+            arxiv_api_url=settings.arxiv_api_url,
+            arxiv_delay=settings.arxiv_delay,
+            max_feed_bytes=settings.max_feed_bytes,
+        )
 
 
 def _loader(
@@ -96,8 +103,11 @@ def _loader(
     dropped: list[int],
 ) -> Callable[[Session, Tagger], FileImportReport]:
     def load(session: Session, tagger: Tagger) -> FileImportReport:
+        notes = list(getattr(raw, "notes", []))  # what a feed left out, and why
         try:
-            records = validate_records(raw, tagger.slugs, from_feed=fmt in FEED_FORMATS)
+            records = validate_records(
+                raw, tagger.slugs, from_feed=fmt in FEED_FORMATS, skipped=notes
+            )
             kept = [r for r in records if keep(r)]
             dropped.append(len(records) - len(kept))
             counts = import_records(session, kept, tagger)
@@ -106,6 +116,7 @@ def _loader(
         report = FileImportReport(file=Path(label), format=fmt)
         report.added, report.updated, report.skipped = counts.added, counts.updated, counts.skipped
         report.untagged = counts.untagged
+        report.notes = notes
         return report
 
     return load
@@ -131,6 +142,7 @@ def _import_one(
     report.updated += imported.updated
     report.skipped += imported.skipped
     report.untagged += imported.untagged
+    report.notes += imported.notes
     report.filtered += sum(dropped[-1:])  # the attempt that committed
     return None
 
@@ -172,11 +184,19 @@ def fetch_source(
                     raw.extend(read_feed(page))
                 except RecordError as exc:
                     raise RecordError(f"answer page {number}: {exc.describe()}") from None
+            # Each page numbers its entries from 1; across pages the position is the number.
+            for position, record in enumerate(raw, start=1):
+                record["record_number"] = position
             report.error = _import_one(
                 make_session, report, label, "arxiv", raw, tagger, filters.keeps
             )
         elif isinstance(source, FeedSource):
-            body = http_get(source.url, timeout=source.timeout, service=f"feed {source.name!r}")
+            body = http_get(
+                source.url,
+                timeout=source.timeout,
+                service=f"feed {source.name!r}",
+                max_bytes=options.max_feed_bytes,
+            )
             raw = read_feed(body)
             window = _in_window(month)
             report.error = _import_one(

@@ -10,12 +10,29 @@ from newsletter.papers.validation import RecordError
 USER_AGENT = "ml-foundations-newsletter/0.1 (monthly digest; one request per 3 s)"
 
 
-def http_get(url: str, *, timeout: float, service: str) -> bytes:
-    """The body of a 200 answer; `RecordError` naming `service` and the URL otherwise."""
+MAX_FEED_BYTES = 20 * 1024 * 1024  # NEWSLETTER_MAX_FEED_BYTES
+
+
+def http_get(url: str, *, timeout: float, service: str, max_bytes: int = MAX_FEED_BYTES) -> bytes:
+    """The body of a 200 answer; `RecordError` naming `service` and the URL otherwise.
+
+    A body past `max_bytes` is refused once that many bytes arrived (announced by
+    Content-Length or not), so a runaway or hostile feed never fills the memory.
+    """
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    too_big = (
+        f"{service} sent more than {max_bytes:,} bytes from {url}; "
+        "the limit is NEWSLETTER_MAX_FEED_BYTES"
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return response.read()
+            announced = response.headers.get("Content-Length", "")
+            if announced.isdigit() and int(announced) > max_bytes:
+                raise RecordError(too_big)
+            body = response.read(max_bytes + 1)
+            if len(body) > max_bytes:
+                raise RecordError(too_big)
+            return body
     except urllib.error.HTTPError as exc:
         raise RecordError(f"{service} answered HTTP {exc.code} for {url}") from None
     except (urllib.error.URLError, TimeoutError, OSError) as exc:

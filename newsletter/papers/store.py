@@ -4,6 +4,10 @@ A record is the same paper as a stored one when its arXiv id (version stripped),
 normalised title matches, tried in that order. Re-importing a file changes nothing; a changed
 field (summary, URL arriving later for a listing paper, ...) updates the paper. Lookups and
 writes go in batches, so 10,000 records cost a few dozen queries, not 10,000.
+
+Why this module is long: matching a record to a stored paper, deciding what it changes
+(fields, topics, the tagger's confidence) and writing the batch are one all-or-nothing step
+whose rules refer to each other; split apart, each piece would need the others' details.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class FileImportReport:
     updated: int = 0
     skipped: int = 0
     untagged: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # feed items left out, and why
     error: RecordError | None = None
 
     @property
@@ -62,30 +67,45 @@ FEED_FORMATS = frozenset({"feed", "arxiv"})
 
 
 def validate_records(
-    raw_records: Sequence[Any], known_topics: frozenset[str], *, from_feed: bool = False
+    raw_records: Sequence[Any],
+    known_topics: frozenset[str],
+    *,
+    from_feed: bool = False,
+    skipped: list[str] | None = None,
 ) -> list[PaperRecord]:
-    """Validate every record; the first bad one fails them all, named by its 1-based number."""
+    """Validate every record; the first bad one fails them all, named by its 1-based number.
+
+    A feed's records (`from_feed`, with a `skipped` list) are published by programs, not
+    written by people: a bad one is left out and named in `skipped`, the others import.
+    """
     records = []
     for number, raw in enumerate(raw_records, start=1):
+        if from_feed and isinstance(raw, dict):  # feeds skip items: keep the feed's numbering
+            number = raw.get("record_number", number)
         try:
             records.append(validate_record(raw, known_topics, from_feed=from_feed))
         except RecordError as exc:
+            if from_feed and skipped is not None:
+                skipped.append(f"{exc.located(record=number).describe()}, skipped")
+                continue
             raise exc.located(record=number) from None
     return records
 
 
 def _keys(record: PaperRecord) -> list[tuple[str, str]]:
-    keys = [("arxiv", record.arxiv_id), ("doi", record.doi), ("title", record.normalized_title)]
+    keys = [("arxiv", record.arxiv_id), ("doi", record.doi)]
+    if record.item_key and record.item_key != record.normalized_title:
+        keys.append(("title", record.item_key))  # a feed post stored apart from its namesake
+    keys.append(("title", record.normalized_title))
     return [(kind, value) for kind, value in keys if value]
+
+
+_FILLABLE = ("url", "authors", "topics", "arxiv_id", "doi", "abstract", "categories", "journal_ref")
 
 
 def _merge(earlier: PaperRecord, later: PaperRecord) -> PaperRecord:
     """The same paper twice in one file: the later record wins, the earlier fills its gaps."""
-    gaps = {
-        name: getattr(earlier, name)
-        for name in ("url", "authors", "topics", "arxiv_id", "doi", "abstract", "categories")
-        if not getattr(later, name)
-    }
+    gaps = {name: getattr(earlier, name) for name in _FILLABLE if not getattr(later, name)}
     return replace(later, **gaps)
 
 
@@ -154,7 +174,7 @@ def _match(record: PaperRecord, number: int, known: dict[tuple[str, str], Paper]
         return None
     kind, paper = hits[0]
     for other_kind, other in hits[1:]:
-        if other.id != paper.id:
+        if other.id != paper.id and not other_kind == kind == "title":  # item key first
             raise RecordError(
                 f"its {kind} matches stored paper #{paper.id} but its {other_kind} matches "
                 f"stored paper #{other.id}; fix the record",
@@ -178,7 +198,7 @@ def _changes(paper: Paper, record: PaperRecord) -> dict[str, Any]:
     new: dict[str, Any] = {}
     # Same title up to case and punctuation: keep the stored spelling, so two sources that
     # disagree only there never flip it back and forth on each re-import.
-    if record.normalized_title != paper.normalized_title:
+    if record.normalized_title != paper.normalized_title != record.item_key:
         new["title"] = record.title
         new["normalized_title"] = record.normalized_title
     if not record.summary_is_abstract and record.summary != paper.summary:
@@ -200,6 +220,8 @@ def _changes(paper: Paper, record: PaperRecord) -> dict[str, Any]:
         new["arxiv_id"] = record.arxiv_id
     if record.doi and not paper.doi:
         new["doi"] = record.doi
+    if record.journal_ref and record.journal_ref != paper.journal_ref:
+        new["journal_ref"] = record.journal_ref
     return new
 
 
@@ -215,6 +237,7 @@ def _new_paper(record: PaperRecord, now: datetime) -> dict[str, Any]:
         "arxiv_id": record.arxiv_id,
         "doi": record.doi,
         "abstract": record.abstract,
+        "journal_ref": record.journal_ref,
         "created_at": now,
         "updated_at": now,
     }
@@ -246,8 +269,8 @@ def import_records(session: Session, records: list[PaperRecord], tagger: Tagger)
                     record=number,
                 )
         if paper is None:
-            topics, fell_back = tagger.tag(record)
-            new_papers.append((_new_paper(record, now), topics))
+            topics, fell_back, confidence = tagger.tag_with_confidence(record)
+            new_papers.append((_new_paper(record, now) | {"topic_confidence": confidence}, topics))
             counts.added += 1
             if fell_back:
                 counts.untagged.append(record.title)
@@ -263,8 +286,9 @@ def import_records(session: Session, records: list[PaperRecord], tagger: Tagger)
                 )
         stored = sorted(current_topics.get(paper.id, []))  # type: ignore[arg-type]
         topics = stored
+        confidence = paper.topic_confidence
         if record.topics:
-            topics = tagger.sort(record.topics)
+            topics, confidence = tagger.sort(record.topics), None
         elif not stored or stored == [GENERAL_TOPIC]:
             merged = replace(
                 record,
@@ -272,9 +296,11 @@ def import_records(session: Session, records: list[PaperRecord], tagger: Tagger)
                 summary=changes.get("summary", paper.summary),
                 abstract=changes.get("abstract", paper.abstract),
             )
-            topics, fell_back = tagger.tag(merged)
+            topics, fell_back, confidence = tagger.tag_with_confidence(merged)
             if fell_back:
                 counts.untagged.append(paper.title)
+        if confidence != paper.topic_confidence:
+            changes["topic_confidence"] = confidence
         if sorted(topics) != stored:
             retopic[paper.id] = topics  # type: ignore[index]
         if changes:
@@ -323,8 +349,11 @@ def import_raw_records(
 ) -> FileImportReport:
     """Validate and import records read from `source`; raises `RecordError` naming it."""
     report = FileImportReport(file=Path(source), format=fmt)
+    report.notes = list(getattr(raw, "notes", []))  # a feed's FeedRecords names what it left out
     try:
-        records = validate_records(raw, tagger.slugs, from_feed=fmt in FEED_FORMATS)
+        records = validate_records(
+            raw, tagger.slugs, from_feed=fmt in FEED_FORMATS, skipped=report.notes
+        )
         counts = import_records(session, records, tagger)
     except RecordError as exc:
         raise exc.located(file=source) from None

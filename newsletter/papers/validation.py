@@ -22,6 +22,7 @@ MAX_URL = 2_000
 MAX_AUTHOR = 200
 MAX_AUTHORS = 100  # beyond this (large collaborations) the list ends with "+N more"
 MAX_DOI = 255
+MAX_JOURNAL_REF = 1_000
 
 _MONTHS = {
     name: i
@@ -107,6 +108,10 @@ class PaperRecord:
     # Feeds have no plain-language summary: their abstract stands in for one on a new paper
     # but never replaces a summary a person wrote.
     summary_is_abstract: bool = False
+    journal_ref: str = ""  # "Phys. Rev. D 110 (2024) 012345", as arXiv gives it
+    # Two different posts of one feed sharing a title each get a key of their own.
+    title_key: str | None = None
+    item_key: str | None = None  # a feed item's own key (title and guid), see feeds.py
     _normalized: tuple[str, str] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -115,6 +120,8 @@ class PaperRecord:
 
     @property
     def normalized_title(self) -> str:
+        if self.title_key:
+            return self.title_key
         if self._normalized is None or self._normalized[0] != self.title:
             self._normalized = (self.title, normalize_title(self.title))
         return self._normalized[1]
@@ -249,7 +256,8 @@ def validate_record(
     try:
         title = text_field("title", MAX_TITLE, one_line=True, required=True)
         summary_limit = MAX_ABSTRACT if from_feed else MAX_SUMMARY
-        summary = text_field("summary", summary_limit, one_line=False, required=True)
+        # A feed item may be only a title and a link; a person's file needs a summary.
+        summary = text_field("summary", summary_limit, one_line=False, required=not from_feed)
         abstract = text_field("abstract", MAX_ABSTRACT, one_line=False, required=False)
         current = "published"
         if raw.get("published") in (None, ""):
@@ -275,6 +283,9 @@ def validate_record(
         doi = normalize_doi(doi_raw) if doi_raw else None
         current = "categories"
         categories = _split_list(raw.get("categories"), ",; ")
+        journal_ref = text_field("journal_ref", MAX_JOURNAL_REF, one_line=True, required=False)
+        title_key = raw.get("title_key") if from_feed else None
+        item_key = raw.get("item_key") if from_feed else None
     except ValueError as exc:
         raise RecordError(str(exc), field=current) from None
     if not normalize_title(title):
@@ -292,4 +303,7 @@ def validate_record(
         categories=categories,
         day_precision=precise,
         summary_is_abstract=from_feed,
+        journal_ref=journal_ref,
+        title_key=str(title_key)[:MAX_TITLE] if title_key else None,
+        item_key=str(item_key)[:MAX_TITLE] if item_key else None,
     )

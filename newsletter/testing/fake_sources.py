@@ -23,6 +23,7 @@ class _Feed:
     script: list[int] = field(default_factory=list)  # statuses answered first, in order
     delay: float = 0.0
     hits: int = 0
+    announce_length: bool = True  # False: no Content-Length, the body ends when the socket closes
 
 
 class FakeSources:
@@ -48,9 +49,15 @@ class FakeSources:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def add_feed(
-        self, path: str, body: bytes, *, script: list[int] | None = None, delay: float = 0.0
+        self,
+        path: str,
+        body: bytes,
+        *,
+        script: list[int] | None = None,
+        delay: float = 0.0,
+        announce_length: bool = True,
     ) -> str:
-        self.feeds[path] = _Feed(body, list(script or []), delay)
+        self.feeds[path] = _Feed(body, list(script or []), delay, announce_length=announce_length)
         return self.url + path
 
     def hits(self, path: str) -> int:
@@ -84,14 +91,17 @@ class FakeSources:
         if status != 200:
             handler.send_error(status)
             return
-        self._send(handler, feed.body)
+        self._send(handler, feed.body, announce_length=feed.announce_length)
 
     @staticmethod
-    def _send(handler: BaseHTTPRequestHandler, body: bytes) -> None:
+    def _send(
+        handler: BaseHTTPRequestHandler, body: bytes, *, announce_length: bool = True
+    ) -> None:
         try:
             handler.send_response(200)
             handler.send_header("Content-Type", "application/atom+xml; charset=utf-8")
-            handler.send_header("Content-Length", str(len(body)))
+            if announce_length:
+                handler.send_header("Content-Length", str(len(body)))
             handler.end_headers()
             handler.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):

@@ -73,6 +73,8 @@ def save(request: Request, month: str, post: Posted = Depends(posted)) -> Respon
             elif op == "drop" and paper_id is not None:
                 before = issue.revision
                 editing.drop_paper(session, month, paper_id, post.editor.email)
+            elif op == "keep" and paper_id is not None:
+                editing.keep_topics(session, month, paper_id, post.editor.email)
             elif op == "add":
                 editing.add_paper(
                     session, month, _int(post.get("add_paper"), "paper"), post.editor.email
@@ -84,7 +86,9 @@ def save(request: Request, month: str, post: Posted = Depends(posted)) -> Respon
         return issue_page_response(request, post.editor, month, error=str(exc), status_code=400)
     if wants_json:
         return JSONResponse({"ok": True, "revision": revision, "changed": changed})
-    done = {"up": "move", "down": "move", "drop": "drop", "add": "add"}.get(op, "saved")
+    done = {"up": "move", "down": "move", "drop": "drop", "add": "add", "keep": "paper"}.get(
+        op, "saved"
+    )
     anchor = {"drop": "papers-h", "add": "papers-h"}.get(op, f"paper-{target}" if target else "")
     fragment = f"#{anchor}" if anchor else ""
     return back_to(f"/admin/issues/{month}?done={done}&before={before}{fragment}")

@@ -27,6 +27,7 @@ from newsletter.issues import (
 )
 from newsletter.models import Issue, IssueStatus, JobRun
 from newsletter.months import MONTH_RE, month_label, previous_month, shift_month
+from newsletter.papers.tagging import flag_for
 from newsletter.rendering import personalize, preview_substitutions, render_issue_variant
 from newsletter.rendering.note import note_html
 from newsletter.settings import Settings
@@ -160,6 +161,7 @@ def issue_page_response(
         status_code,
         issue=issue,
         entries=contents.entries,
+        flags={e.paper.id: flag_for(e.topics, e.paper.topic_confidence) for e in contents.entries},
         topics=catalog,
         topic_names={t.slug: t.name for t in catalog},
         editable=editable,
