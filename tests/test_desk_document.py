@@ -189,3 +189,67 @@ def test_outbox_pages_through_all_mail_and_searches(settings, tmp_path) -> None:
     assert client.get("/outbox?page=3").text.count("/outbox/mail-") == 50
     found = client.get("/outbox?q=SIGN+IN").text
     assert "1 mail matching" in found and "editor@example.org" in found
+
+
+DATA = __import__("pathlib").Path(__file__).parent / "data" / "papers"
+
+
+def test_arxiv_references_editors_paste() -> None:
+    from newsletter.papers.arxiv import parse_arxiv_reference
+    from newsletter.papers.validation import RecordError
+
+    for text, expected in [
+        ("2405.01234", "2405.01234"),
+        (" 2405.01234v2 ", "2405.01234"),
+        ("arXiv:2405.01234", "2405.01234"),
+        ("https://arxiv.org/abs/2405.01234v2", "2405.01234"),
+        ("https://arxiv.org/pdf/2405.01234v3.pdf", "2405.01234"),
+        ("https://doi.org/10.48550/arXiv.2405.01234", "2405.01234"),
+        ("math.OC/0601001", "math.OC/0601001"),
+        ("http://arxiv.org/abs/hep-th/9901001v1", "hep-th/9901001"),
+    ]:
+        assert parse_arxiv_reference(text) == expected, text
+    for bad in ("", "2405.1", "https://example.org/abs/2405.01234", "10.1145/3292500.3330701"):
+        with pytest.raises(RecordError, match="not an arXiv id or link"):
+            parse_arxiv_reference(bad)
+
+
+def test_add_a_paper_by_arxiv_id_through_a_local_arxiv_api(settings, engine) -> None:
+    from newsletter.testing.fake_sources import FakeSources
+    from newsletter.testing.sample_issue import build_sample_issue
+
+    with Session(engine) as session:
+        build_sample_issue(session, "2026-07", papers=4)
+    base = "/admin/issues/2026-07"
+    answer = (DATA / "arxiv_id_answer.xml").read_bytes()
+    with FakeSources(arxiv_pages=[answer]) as fake:
+        desk = desk_settings(settings, arxiv_api_url=fake.arxiv_url)
+        client = TestClient(create_app(desk), follow_redirects=False)
+        csrf = sign_in(client)
+        bad = client.post(base + "/save", data={"op": "arxiv", "arxiv": "nope", "csrf_token": csrf})
+        assert bad.status_code == 400 and "not an arXiv id or link" in bad.text
+        fake.arxiv_status = 503
+        down = client.post(
+            base + "/save", data={"op": "arxiv", "arxiv": "2606.01234", "csrf_token": csrf}
+        )
+        assert down.status_code == 400 and "arXiv API" in down.text
+        fake.arxiv_status = 200
+        added = client.post(
+            base + "/save",
+            data={"op": "arxiv", "arxiv": "https://arxiv.org/abs/2606.01234v2", "csrf_token": csrf},
+        )
+        assert added.status_code == 303, added.text
+        assert fake.arxiv_queries[-1]["id_list"] == ["2606.01234"]
+        fake.arxiv_pages = [(DATA / "arxiv_error.xml").read_bytes()]
+        missing = client.post(
+            base + "/save", data={"op": "arxiv", "arxiv": "2606.99999", "csrf_token": csrf}
+        )
+        assert missing.status_code == 400 and "arXiv API error: incorrect id format" in missing.text
+    page = client.get(base).text
+    assert "Thermodynamic Natural Gradient" in page
+    with Session(engine) as session:
+        issue = session.exec(select(Issue).where(Issue.month == "2026-07")).one()
+        listed = session.exec(select(IssuePaper).where(IssuePaper.issue_id == issue.id)).all()
+        assert len(listed) == 5 and any(r.late for r in listed)
+        actions = {e.action for e in session.exec(select(AuditEntry)).all()}
+    assert {"papers.import", "issue.add_paper"} <= actions

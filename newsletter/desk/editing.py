@@ -298,9 +298,26 @@ def addable_papers(session: Session, month: str) -> list[Paper]:
     )
 
 
-def add_paper(session: Session, month: str, paper_id: int, actor: str) -> Issue:
+def add_paper(
+    session: Session, month: str, paper_id: int, actor: str, *, any_age: bool = False
+) -> Issue:
+    """Put a paper in the draft. `any_age`: one an editor named (by arXiv id), however old,
+    still never one a sent or sending issue listed (nobody gets a paper twice)."""
     issue = editable_issue(session, month)
-    if paper_id not in {p.id for p in addable_papers(session, month)}:
+    if any_age:
+        paper = session.get(Paper, paper_id)
+        listed = session.get(IssuePaper, (issue.id, paper_id)) is not None
+        locked = paper_id in set(session.exec(locked_paper_ids(session, issue)).all())
+        if paper is None or listed or locked or paper.month > issue.month:
+            reason = (
+                "it is already in this issue"
+                if listed
+                else "an earlier issue already sent it"
+                if locked
+                else f"it was published after {month}"
+            )
+            raise NewsletterError(f"paper {paper_id} cannot be added: {reason}")
+    elif paper_id not in {p.id for p in addable_papers(session, month)}:
         raise NewsletterError(
             f"paper {paper_id} cannot be added: unknown, already listed, already sent in an "
             f"earlier issue, or published after {month}"

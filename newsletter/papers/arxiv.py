@@ -8,6 +8,7 @@ one transaction (all or nothing). Tests replay recorded answers from a local ser
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -107,6 +108,63 @@ def import_arxiv_month(
             record["record_number"] = position
         if not raw:
             raise RecordError("the arXiv API found no papers for this month and these categories")
+        return import_raw_records(session, source, "arxiv", raw, tagger)
+
+    return import_in_transaction(target, source, load)
+
+
+# `2405.01234`, `2405.01234v2`, `arXiv:2405.01234`, old style `math.OC/0601001`, in an abs or
+# pdf link, or in arXiv's own DOI `10.48550/arXiv.2405.01234`.
+_NEW_ID = r"\d{4}\.\d{4,5}"
+_OLD_ID = r"[a-z][a-z-]*(?:\.[A-Z]{2})?/\d{7}"
+ARXIV_REFERENCE = re.compile(
+    rf"^(?:arxiv:|https?://(?:www\.|export\.)?arxiv\.org/(?:abs|pdf)/"
+    rf"|https?://(?:dx\.)?doi\.org/10\.48550/arxiv\.|10\.48550/arxiv\.)?"
+    rf"(?P<id>{_NEW_ID}|{_OLD_ID})(?:v\d+)?(?:\.pdf)?/?$",
+    re.IGNORECASE,
+)
+
+
+def parse_arxiv_reference(text: str) -> str:
+    """The arXiv id (without version) an editor pasted, or RecordError saying what works."""
+    value = text.strip()
+    match = ARXIV_REFERENCE.match(value)
+    if match is None:
+        shown = value if len(value) <= 80 else value[:79] + "…"
+        raise RecordError(
+            f"{shown!r} is not an arXiv id or link: paste something like 2405.01234, "
+            "https://arxiv.org/abs/2405.01234v2 or https://doi.org/10.48550/arXiv.2405.01234"
+        )
+    found = match.group("id")
+    return found if "/" in found else found.lower()
+
+
+def import_arxiv_ids(
+    target: Engine | SessionFactory,
+    ids: Sequence[str],
+    *,
+    api_url: str = ARXIV_API,
+    timeout: float = 30.0,
+) -> FileImportReport:
+    """Fetch these papers by id (one request) and import them like any arXiv answer."""
+    source = f"arXiv {', '.join(ids)}"
+    try:
+        page = http_get(
+            f"{api_url}?{urlencode({'id_list': ','.join(ids), 'max_results': len(ids)})}",
+            timeout=timeout,
+            service="the arXiv API",
+        )
+    except RecordError as exc:
+        return FileImportReport(file=Path(source), error=exc.located(file=source))
+
+    def load(session: Session, tagger: Tagger) -> FileImportReport:
+        raw = read_feed(page)
+        # arXiv answers an unknown id with one entry titled "Error" (or with none at all).
+        raw = [r for r in raw if str(r.get("title", "")).strip().lower() != "error"]
+        if not raw:
+            raise RecordError(f"arXiv has no paper {', '.join(ids)}")
+        for position, record in enumerate(raw, start=1):
+            record["record_number"] = position
         return import_raw_records(session, source, "arxiv", raw, tagger)
 
     return import_in_transaction(target, source, load)

@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from newsletter.db import session_scope
 from newsletter.desk import document, editing
+from newsletter.desk import papers as desk_papers
 from newsletter.desk.document import DocumentEdit
 from newsletter.errors import NewsletterError
 from newsletter.web.admin.guard import Posted, back_to, posted
@@ -80,16 +81,33 @@ def save(request: Request, month: str, post: Posted = Depends(posted)) -> Respon
                     session, month, _int(post.get("add_paper"), "paper"), post.editor.email
                 )
             revision = issue.revision
+        if op == "arxiv":  # after the fields' save, outside its transaction: a network call
+            desk_papers.add_by_arxiv(
+                request.app.state.engine,
+                request.app.state.settings,
+                month,
+                post.get("arxiv"),
+                post.editor.email,
+            )
+            with Session(request.app.state.engine) as session:
+                revision = issue_or_404(session, month).revision
     except NewsletterError as exc:
         if wants_json:
             return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
         return issue_page_response(request, post.editor, month, error=str(exc), status_code=400)
     if wants_json:
         return JSONResponse({"ok": True, "revision": revision, "changed": changed})
-    done = {"up": "move", "down": "move", "drop": "drop", "add": "add", "keep": "paper"}.get(
-        op, "saved"
+    done = {
+        "up": "move",
+        "down": "move",
+        "drop": "drop",
+        "add": "add",
+        "arxiv": "add",
+        "keep": "paper",
+    }.get(op, "saved")
+    anchor = {"drop": "papers-h", "add": "papers-h", "arxiv": "papers-h"}.get(
+        op, f"paper-{target}" if target else ""
     )
-    anchor = {"drop": "papers-h", "add": "papers-h"}.get(op, f"paper-{target}" if target else "")
     fragment = f"#{anchor}" if anchor else ""
     return back_to(f"/admin/issues/{month}?done={done}&before={before}{fragment}")
 

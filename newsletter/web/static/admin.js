@@ -127,7 +127,9 @@
   }
   function edited(event) {
     var el = event.target;
-    if (!el.name || el.type === "hidden" || el.name === "add_paper") { return; }
+    if (!el.name || el.type === "hidden" || el.name === "add_paper" || el.name === "arxiv") {
+      return;
+    }
     dirty[el.name] = paperOf(el);
     say("Unsaved changes…");
     schedule();
