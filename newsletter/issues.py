@@ -56,9 +56,10 @@ def find_issue(session: Session, month: str) -> Issue:
 
 
 def load_issue_contents(session: Session, issue: Issue) -> IssueContents:
-    """The issue's papers grouped by section in taxonomy order (three queries, any size)."""
+    """The issue's papers grouped by section, in the editor's order of sections (else the
+    taxonomy's), then by place (three queries, any size)."""
     order = {t.slug: t for t in session.exec(select(Topic).order_by(Topic.position)).all()}
-    position_of = {slug: i for i, slug in enumerate(order)}
+    position_of = revisions.section_rank(session, issue)
     rows = session.exec(
         select(IssuePaper, Paper)
         .join(Paper, Paper.id == IssuePaper.paper_id)

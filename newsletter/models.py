@@ -124,6 +124,12 @@ class Issue(SQLModel, table=True):
     approved_by: str = Field(
         default="", sa_column=Column(Text, nullable=False, default="", server_default="")
     )
+    # Issue 22: the editor's order of the sections (topic slugs); sections not named follow
+    # in taxonomy order. Empty: taxonomy order.
+    section_order: list[str] = Field(
+        default_factory=list,
+        sa_column=Column(JSON, nullable=False, default=list, server_default="[]"),
+    )
 
 
 class IssueRevision(SQLModel, table=True):

@@ -37,9 +37,18 @@ WITHDRAWN = "approval withdrawn"
 PINNABLE = (IssueStatus.DRAFT, IssueStatus.APPROVED, IssueStatus.MISSED)
 
 
+def section_rank(session: Session, issue: Issue) -> dict[str, int]:
+    """Each section's place: the editor's order first (`Issue.section_order`), then the
+    taxonomy's for sections it does not name."""
+    taxonomy = list(session.exec(select(Topic.slug).order_by(Topic.position)).all())
+    chosen = [s for s in (issue.section_order or []) if s in taxonomy]
+    ordered = chosen + [s for s in taxonomy if s not in chosen]
+    return {slug: i for i, slug in enumerate(ordered)}
+
+
 def snapshot(session: Session, issue: Issue) -> dict[str, Any]:
     """The issue's content as plain values, in the email's order."""
-    position = dict(session.exec(select(Topic.slug, Topic.position)).all())
+    position = section_rank(session, issue)
     rows = session.exec(
         select(IssuePaper, Paper)
         .join(Paper, Paper.id == IssuePaper.paper_id)
@@ -69,12 +78,15 @@ def snapshot(session: Session, issue: Issue) -> dict[str, Any]:
         for listing, paper in rows
     ]
     papers.sort(key=lambda p: (position.get(p["section"], 999), p["position"], p["id"]))
-    return {
+    snap: dict[str, Any] = {
         "subject": issue.subject,
         "note": issue.editor_note,
         "lead": issue.lead_paper_id,
         "papers": papers,
     }
+    if issue.section_order:  # only then, so older snapshots keep their digests
+        snap["sections"] = list(issue.section_order)
+    return snap
 
 
 def digest(snap: dict[str, Any]) -> str:
@@ -245,6 +257,8 @@ def changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         out.append("editor's note changed")
     if old.get("lead") != new.get("lead"):
         out.append("lead paper changed")
+    if old.get("sections", []) != new.get("sections", []):
+        out.append("sections reordered")
     before = {p["id"]: p for p in old.get("papers", [])}
     after = {p["id"]: p for p in new.get("papers", [])}
     added = [after[i]["title"] for i in after if i not in before]

@@ -220,57 +220,6 @@ def drop_paper(session: Session, month: str, paper_id: int, actor: str) -> Issue
     return issue
 
 
-def _section_order(session: Session) -> list[str]:
-    return list(session.exec(select(Topic.slug).order_by(Topic.position)).all())
-
-
-def move_paper(session: Session, month: str, paper_id: int, step: int, actor: str) -> Issue:
-    """Move the paper one place (`step` -1: up, +1: down); at the edge of its section it
-    moves into the neighbouring section (its last place going up, its first going down), so
-    a move always does something unless the paper is first or last of the whole issue."""
-    issue = editable_issue(session, month)
-    listing = listing_of(session, issue, paper_id)
-    rows = session.exec(select(IssuePaper).where(IssuePaper.issue_id == issue.id)).all()
-    rank = {slug: i for i, slug in enumerate(_section_order(session))}
-    ordered = sorted(
-        rows, key=lambda r: (rank.get(r.topic_slug, len(rank)), r.position, r.paper_id)
-    )
-    sections: dict[str, list[IssuePaper]] = {}
-    for row in ordered:
-        sections.setdefault(row.topic_slug, []).append(row)
-    names = list(sections)
-    here = sections[listing.topic_slug]
-    index = here.index(listing)
-    other = index + (1 if step > 0 else -1)
-    direction = "down" if step > 0 else "up"
-    if 0 <= other < len(here):
-        here[index], here[other] = here[other], here[index]
-        where = direction
-    else:
-        neighbour = names.index(listing.topic_slug) + (1 if step > 0 else -1)
-        if not 0 <= neighbour < len(names):
-            raise NewsletterError(
-                f"{session.get(Paper, paper_id).title[:80]!r} is already "  # type: ignore[union-attr]
-                f"{'last' if step > 0 else 'first'} in the issue"
-            )
-        target = sections[names[neighbour]]
-        here.remove(listing)
-        if step > 0:
-            target.insert(0, listing)
-        else:
-            target.append(listing)
-        listing.topic_slug = names[neighbour]
-        where = f"{direction} into {names[neighbour]}"
-    for rows_of_section in sections.values():
-        for i, row in enumerate(rows_of_section):
-            row.position = i
-            session.add(row)
-    title = session.get(Paper, paper_id).title  # type: ignore[union-attr]
-    record_change(session, issue, actor, f"paper moved {where}: {title[:120]}", curated=True)
-    audit.record(session, actor, "issue.move_paper", month, f"{title[:150]} {where}")
-    return issue
-
-
 def locked_paper_ids(session: Session, issue: Issue):  # type: ignore[no-untyped-def]
     return (
         select(IssuePaper.paper_id)

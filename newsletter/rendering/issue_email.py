@@ -126,8 +126,12 @@ def _names(names: list[str]) -> str:
 def issue_view(
     contents: IssueContents, topics: dict[str, Topic], settings: Settings, *, web: bool = False
 ) -> IssueView:
-    """The email's view lists the papers within the caps; the web version (`web`) all."""
-    names = {slug: topic.name for slug, topic in topics.items()}
+    """The email's view lists the papers within the caps; the web version (`web`) all.
+
+    Topic names come in the issue's section order (the editor's, else the taxonomy's), which
+    orders every variant's sections."""
+    names = {t.slug: t.name for t in contents.topics}
+    names.update({slug: topic.name for slug, topic in topics.items() if slug not in names})
     lead_id = contents.issue.lead_paper_id
     lead = next((e for e in contents.entries if e.paper.id == lead_id), None)
     # The editor's pick is shown even when the caps would leave it to the web version.

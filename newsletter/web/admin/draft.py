@@ -4,12 +4,14 @@ routes scripts and older pages post to, and "compose again"; thin over `newslett
 
 from __future__ import annotations
 
+import json
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlmodel import Session
 
 from newsletter.db import session_scope
-from newsletter.desk import document, editing
+from newsletter.desk import document, editing, ordering
 from newsletter.desk import papers as desk_papers
 from newsletter.desk.document import DocumentEdit
 from newsletter.errors import NewsletterError
@@ -67,8 +69,12 @@ def save(request: Request, month: str, post: Posted = Depends(posted)) -> Respon
             before = issue_or_404(session, month).revision
             issue, changed = document.save_document(session, month, edit, base, post.editor.email)
             paper_id = int(target) if target.isdigit() else None
-            if op in ("up", "down") and paper_id is not None:
-                editing.move_paper(
+            if op in ("section-up", "section-down") and target:
+                ordering.move_section(
+                    session, month, target, -1 if op == "section-up" else 1, post.editor.email
+                )
+            elif op in ("up", "down") and paper_id is not None:
+                ordering.move_paper(
                     session, month, paper_id, -1 if op == "up" else 1, post.editor.email
                 )
             elif op == "drop" and paper_id is not None:
@@ -103,10 +109,13 @@ def save(request: Request, month: str, post: Posted = Depends(posted)) -> Respon
         "drop": "drop",
         "add": "add",
         "arxiv": "add",
+        "section-up": "move",
+        "section-down": "move",
         "keep": "paper",
     }.get(op, "saved")
     anchor = {"drop": "papers-h", "add": "papers-h", "arxiv": "papers-h"}.get(
-        op, f"paper-{target}" if target else ""
+        op,
+        (f"section-{target}" if op.startswith("section") else f"paper-{target}") if target else "",
     )
     fragment = f"#{anchor}" if anchor else ""
     return back_to(f"/admin/issues/{month}?done={done}&before={before}{fragment}")
@@ -199,7 +208,7 @@ def move_paper(
         post,
         month,
         "move",
-        lambda s: editing.move_paper(s, month, paper_id, step, post.editor.email),
+        lambda s: ordering.move_paper(s, month, paper_id, step, post.editor.email),
         anchor=f"paper-{paper_id}",
     )
 
@@ -214,3 +223,25 @@ def recompose(request: Request, month: str, post: Posted = Depends(posted)) -> R
         "recompose",
         lambda s: editing.recompose(s, month, title, post.editor.email),
     )
+
+
+@router.post("/admin/issues/{month}/order")
+def reorder(request: Request, month: str, post: Posted = Depends(posted)) -> JSONResponse:
+    """What a drag and drop on the draft page left: `order` is JSON, a list of
+    `{"section": slug, "papers": [id, …]}` in the page's order. Answers the new revision."""
+    month = month_or_404(month)
+    try:
+        raw = json.loads(post.get("order") or "null")
+        order = [
+            (str(item["section"]), [int(pid) for pid in item["papers"]])
+            for item in raw  # type: ignore[union-attr]
+        ]
+    except (ValueError, TypeError, KeyError):
+        return JSONResponse({"ok": False, "error": "the order sent is not readable"}, 400)
+    try:
+        with session_scope(request.app.state.engine) as session:
+            issue = ordering.set_order(session, month, order, post.editor.email)
+            revision = issue.revision
+    except NewsletterError as exc:
+        return JSONResponse({"ok": False, "error": str(exc)}, status_code=409)
+    return JSONResponse({"ok": True, "revision": revision})

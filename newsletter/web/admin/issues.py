@@ -161,6 +161,7 @@ def issue_page_response(
         status_code,
         issue=issue,
         entries=contents.entries,
+        sections=_sections(contents.entries),
         flags={e.paper.id: flag_for(e.topics, e.paper.topic_confidence) for e in contents.entries},
         topics=catalog,
         topic_names={t.slug: t.name for t in catalog},
@@ -179,6 +180,14 @@ def issue_page_response(
         undo=_undo_revision(request, issue),
         now=datetime.now(UTC),
     )
+
+
+def _sections(entries: tuple) -> list[tuple[str, list]]:  # type: ignore[type-arg]
+    """Entries grouped by section, in the issue's order (Jinja's groupby would sort them)."""
+    groups: dict[str, list] = {}  # type: ignore[type-arg]
+    for entry in entries:
+        groups.setdefault(entry.section, []).append(entry)
+    return list(groups.items())
 
 
 def _undo_revision(request: Request, issue: Issue) -> int | None:
