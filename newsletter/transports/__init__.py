@@ -23,7 +23,9 @@ def get_transport(settings: Settings) -> Transport:
     if settings.mail_backend == "smtp":
         from newsletter.transports.smtp import SmtpTransport  # type: ignore[import-not-found]
 
-        return SmtpTransport(settings.smtp_url, bounce_address=settings.bounce_address)
+        return SmtpTransport(
+            settings.smtp_url, bounce_address=settings.bounce_address, secret=settings.secret
+        )
     from newsletter.transports.sendgrid import SendgridTransport  # type: ignore[import-not-found]
 
     return SendgridTransport(settings.sendgrid_api_key, settings.sendgrid_host)
