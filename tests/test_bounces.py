@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from email import message_from_bytes
@@ -22,7 +23,13 @@ from newsletter.rendering.recipients import recipient_links
 from newsletter.testing.dovecot import DovecotServer, DovecotUnavailable, start_dovecot
 from newsletter.testing.sample_send import issue_topics, seed_issue, seed_subscribers
 from newsletter.testing.smtp_sink import SmtpSink
-from newsletter.verp import VerpToken, read_verp, unsubscribe_address, verp_address
+from newsletter.verp import (
+    VerpToken,
+    read_unsubscribe,
+    read_verp,
+    unsubscribe_address,
+    verp_address,
+)
 from subscribers.models import ConsentRecord, Subscriber, utcnow
 from tests.conftest import IN_CI
 
@@ -436,6 +443,8 @@ def test_smtp_send_dsn_fetch_and_the_next_issue_skips_the_dead_address(
             assert token.names(SECRET, rcpt) and rcpt not in m.mail_from
         to_dead = next(m for m in first if m.rcpt_tos == (dead,))
         to_away = next(m for m in first if m.rcpt_tos == (away,))
+        wire = message_from_bytes(to_dead.data)
+        assert read_unsubscribe(BOUNCES, _list_unsubscribe(wire)[1]) is not None
         quoted = to_dead.data.split(b"\r\n\r\n", 1)[0].decode().replace("\r\n", "\n")
         imap.deliver(dsn("postfix-hard-5.1.1.eml", dead, verp=to_dead.mail_from, headers=quoted))
         imap.deliver(dsn("auto-reply.eml", away, verp=to_away.mail_from))
@@ -501,3 +510,43 @@ def test_bad_bounce_and_dns_settings_name_the_variable(tmp_path, values, variabl
     with pytest.raises(SettingsError) as exc:
         load_settings(var_dir=tmp_path, _env_file=None, **values)
     assert str(exc.value).startswith(variable) and "s3cret" not in str(exc.value)
+
+
+def _list_unsubscribe(msg) -> tuple[str, str]:  # noqa: ANN001
+    """(https URI, mailto address) of a parsed message's List-Unsubscribe header."""
+    value = " ".join(str(msg["List-Unsubscribe"]).split())
+    https = re.findall(r"<(https?://[^>]+)>", value)
+    mailto = re.findall(r"<mailto:([^>?]+)\?subject=unsubscribe>", value)
+    assert len(https) == 1 and len(mailto) == 1, value
+    return https[0], mailto[0]
+
+
+def test_welcome_mail_carries_list_headers_and_its_mailto_unsubscribes(
+    settings, engine, imap: DovecotServer
+) -> None:
+    """Subscribe and confirm on the real app; the welcome mail's mailto: request, sent back
+    to the bounce mailbox as a mail client does, unsubscribes once."""
+    from fastapi.testclient import TestClient
+
+    from newsletter.web.app import create_app
+    from tests.test_web import links_in, mails
+
+    configured = _configured(settings, imap)
+    client = TestClient(create_app(configured))
+    email = "ada@example.org"
+    assert client.post("/subscribe", data={"email": email, "topics": []}).status_code == 200
+    confirmation = mails(configured)[-1]
+    assert confirmation["List-Unsubscribe"] is None  # nobody is subscribed yet
+    assert client.post(links_in(confirmation)["confirm"]).status_code == 200
+    welcome = mails(configured)[-1]
+    https, mailto = _list_unsubscribe(welcome)
+    assert "/unsubscribe/" in https and mailto.startswith("bounces+u.")
+    assert mailto.endswith("@news.example.org") and len(mailto.partition("@")[0]) <= 64
+    assert welcome["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "ml-foundations" in str(welcome["List-Id"])
+    imap.deliver(dsn("mailto-unsubscribe.eml", email, to=mailto))
+    imap.deliver(dsn("mailto-unsubscribe.eml", email, to=mailto, unique="again"))
+    report = fetch_bounces(engine, configured)
+    assert (report.unsubscribed, report.unverified, report.messages) == (1, 0, 2)
+    with Session(engine) as session:
+        assert _status(session, email)[0] == "unsubscribed"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from newsletter.transports.base import Batch, Recipient, RecipientResult, Transport
@@ -31,14 +32,21 @@ def get_transport(settings: Settings) -> Transport:
     return SendgridTransport(settings.sendgrid_api_key, settings.sendgrid_host)
 
 
-def send_one(settings: Settings, to: str, subject: str, html: str, text: str) -> RecipientResult:
+def send_one(
+    settings: Settings,
+    to: str,
+    subject: str,
+    html: str,
+    text: str,
+    headers: Mapping[str, str] | None = None,
+) -> RecipientResult:
     """One transactional message (confirmation, welcome, desk sign-in link) through the
     configured backend, opened and closed around it; the result says whether it went."""
     batch = Batch(
         subject=subject,
         html=html,
         text=text,
-        recipients=[Recipient(email=to)],
+        recipients=[Recipient(email=to, headers=dict(headers or {}))],
         from_addr=settings.from_,
         reply_to=settings.reply_to,
     )
