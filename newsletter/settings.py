@@ -88,7 +88,9 @@ class Settings(BaseSettings):
     paper_search_url: str = DEFAULT_PAPER_SEARCH_URL
     # issue 11: what inboxes see. Replies go to the editor; From is checked at start.
     reply_to: str = ""
-    max_email_kb: int = Field(default=90, ge=20, le=100)  # HTML budget per variant
+    # HTML budget per variant, counted as sent (rendering.issue_email.html_size): 100 KB on
+    # the wire stays under Gmail's ~102 KB clipping, so more is refused.
+    max_email_kb: int = Field(default=90, ge=20, le=100)
 
     # Issue 15: sources fetched by the monthly job, and caps that keep the email readable.
     sources: Path | None = None  # NEWSLETTER_SOURCES; default ./sources.yaml when it exists
