@@ -49,7 +49,8 @@ PAUSED_BY_EDITOR = "paused by an editor"
 class JobOutcome:
     month: str
     # sent, sending, empty, missed, awaiting-approval, scheduled, already-started, busy,
-    # failed, source-failed (a source kept failing: the draft waits for a person)
+    # failed, source-failed (a source kept failing: the draft waits for a person),
+    # preflight-failed (the sending domain's DNS fails a check: the draft waits)
     outcome: str
     message: str
 

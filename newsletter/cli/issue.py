@@ -193,8 +193,8 @@ def send(
     from newsletter.cli.sending import run_send
 
     _check_month(month)
-    if not (force or dry_run or test is not None):
-        refuse_on_failed_preflight(month)
+    if not (dry_run or test is not None):
+        refuse_on_failed_preflight(month, force=force)
     if test is not None:
         from newsletter.delivery import send_test_copy
 

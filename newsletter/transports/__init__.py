@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -55,3 +56,14 @@ def send_one(
         return transport.send_batch(batch)[0]
     finally:
         transport.close()
+
+
+def notify_editors(settings: Settings, subject: str, text: str) -> list[str]:
+    """A plain note to every NEWSLETTER_EDITORS address (a refused send, drops that are
+    ours to fix); returns who it reached. Best effort: a failure is in the result only."""
+    reached = []
+    for editor in settings.editor_emails:
+        result = send_one(settings, editor, subject[:150], f"<pre>{html.escape(text)}</pre>", text)
+        if result.outcome == "sent":
+            reached.append(editor)
+    return reached

@@ -11,7 +11,6 @@ nobody; the editors (NEWSLETTER_EDITORS) get one mail per webhook call that brou
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 
@@ -28,7 +27,7 @@ from newsletter.delivery.feedback import (
     verify_sendgrid_signature,
 )
 from newsletter.settings import Settings
-from newsletter.transports import send_one
+from newsletter.transports import notify_editors
 
 log = logging.getLogger("newsletter.webhooks")
 router = APIRouter()
@@ -91,11 +90,4 @@ def alert_editors(settings: Settings, reasons: list[str]) -> None:
         + "\n".join(lines)
         + "\n\nSee `newsletter issue status MONTH` (dropped_sender) and the SendGrid account."
     )
-    for editor in settings.editor_emails:
-        send_one(
-            settings,
-            editor,
-            f"SendGrid dropped {len(reasons)} message(s): {lines[0]}"[:150],
-            f"<pre>{html.escape(text)}</pre>",
-            text,
-        )
+    notify_editors(settings, f"SendGrid dropped {len(reasons)} message(s): {lines[0]}", text)
