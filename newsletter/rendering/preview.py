@@ -13,10 +13,11 @@ from sqlmodel import Session, select
 from newsletter.errors import NewsletterError
 from newsletter.issues import load_issue_contents
 from newsletter.models import Issue, Topic
-from newsletter.rendering.issue_email import html_size, render_issue_variant
+from newsletter.rendering.issue_email import render_issue_variant
 from newsletter.rendering.message import RenderedEmail, personalize
 from newsletter.rendering.recipients import preview_substitutions
 from newsletter.rendering.variants import EVERYTHING, NO_MATCH, issue_topic_slugs, variant_for
+from newsletter.rendering.wire_size import html_size
 from newsletter.settings import Settings
 
 
