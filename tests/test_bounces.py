@@ -500,6 +500,8 @@ def test_the_clock_reads_the_bounce_mailbox_hourly_when_configured(
     [
         ({"bounce_address": "bounces+x@news.example.org"}, "NEWSLETTER_BOUNCE_ADDRESS"),
         ({"bounce_address": "Bounces <b@news.example.org>"}, "NEWSLETTER_BOUNCE_ADDRESS"),
+        # the signed VERP and mailto tokens would not fit a 64-character local part
+        ({"bounce_address": "a" * 21 + "@news.example.org"}, "NEWSLETTER_BOUNCE_ADDRESS"),
         ({"bounce_imap_url": "https://u:s3cret@imap.example.org/"}, "NEWSLETTER_BOUNCE_IMAP_URL"),
         ({"dns_server": "dns.example.org"}, "NEWSLETTER_DNS_SERVER"),
     ],
@@ -550,3 +552,16 @@ def test_welcome_mail_carries_list_headers_and_its_mailto_unsubscribes(
     assert (report.unsubscribed, report.unverified, report.messages) == (1, 0, 2)
     with Session(engine) as session:
         assert _status(session, email)[0] == "unsubscribed"
+
+
+def test_a_mailto_is_offered_only_where_the_mailbox_is_read(settings, session: Session) -> None:
+    from newsletter.rendering.recipients import recipient_headers
+
+    (email,) = _subscribers(session, 1)
+    sub = session.execute(select(Subscriber).where(Subscriber.email == email)).scalar_one()
+    unread = settings.model_copy(update={"bounce_address": BOUNCES})  # no IMAP URL
+    assert "mailto:" not in recipient_headers(unread, sub)["List-Unsubscribe"]
+    read = unread.model_copy(update={"bounce_imap_url": "imap://u:p@127.0.0.1:1/INBOX"})
+    header = recipient_headers(read, sub)["List-Unsubscribe"]
+    expected = unsubscribe_address(BOUNCES, SECRET, sub.public_id, sub.token_version)
+    assert header.endswith(f", <mailto:{expected}?subject=unsubscribe>")

@@ -254,7 +254,7 @@ def _soft_limit_reached(session: Session, email: str, now: datetime) -> bool:
         .select_from(ProviderEvent)
         .where(
             ProviderEvent.event == SOFT_BOUNCE_EVENT,
-            ProviderEvent.email == email.strip().lower(),
+            func.lower(ProviderEvent.email) == email.strip().lower(),
             ProviderEvent.received_at >= now - SOFT_BOUNCE_WINDOW,
         )
     ).scalar_one()

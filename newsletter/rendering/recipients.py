@@ -94,7 +94,8 @@ class RecipientFields:
         self._preferences_html = html.escape(self._preferences_prefix, quote=True)
         self._browser_html = html.escape(browser_url(settings, issue, variant), quote=True)
         self._keys = tuple(placeholder(name) for name in RECIPIENT_FIELDS)
-        self._bounce_address = settings.bounce_address
+        # A mailto: only where `bounces fetch` reads the mailbox it reaches.
+        self._bounce_address = settings.bounce_address if settings.bounce_imap_url else ""
         self._secret = settings.secret
 
     def __call__(
@@ -131,13 +132,15 @@ def _mailto(bounce_address: str, secret: str, subject: int | str, token_version:
 def recipient_headers(settings: Settings, subscriber: Subscriber) -> dict[str, str]:
     """RFC 8058 one-click unsubscribe headers for one recipient (issue mail and welcome).
 
-    With a bounce address, a signed `mailto:` follows the https URI: `bounces fetch` reads
-    the mailbox it reaches and unsubscribes the sender of a valid request. Without one there
-    is no mailto: an address that silently ignores requests is worse than none.
+    With a bounce address and its mailbox (NEWSLETTER_BOUNCE_IMAP_URL), a signed `mailto:`
+    follows the https URI: `bounces fetch` reads the mailbox it reaches and unsubscribes the
+    sender of a valid request. Without them there is no mailto: an address that silently
+    ignores requests is worse than none.
     """
     url = recipient_links(settings, subscriber)["unsubscribe_url"]
+    bounce_address = settings.bounce_address if settings.bounce_imap_url else ""
     mailto = _mailto(
-        settings.bounce_address, settings.secret, subscriber.public_id, subscriber.token_version
+        bounce_address, settings.secret, subscriber.public_id, subscriber.token_version
     )
     headers = {
         "List-Unsubscribe": f"<{url}>{mailto}",
