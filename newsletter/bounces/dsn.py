@@ -250,15 +250,18 @@ def read_message(message: Message | bytes, bounce_address: str) -> Reading:
             reading.unsubscribe_urls += re.findall(
                 r"<(https?://[^>]+)>", " ".join(str(value).split())
             )
-    if feedback is not None:
+    feedback_type = str(feedback.get("Feedback-Type", "")).strip().lower() if feedback else ""
+    if feedback is not None and feedback_type != "not-spam":  # RFC 6430: the opposite
         original = str(feedback.get("Original-Rcpt-To", "")).strip()
         reading.kind = "complaint"
         reading.complaint = Complaint(
-            feedback_type=str(feedback.get("Feedback-Type", "")).strip().lower(),
+            feedback_type=feedback_type,
             user_agent=str(feedback.get("User-Agent", "")).strip(),
             original_rcpt=parseaddr(original)[1].lower() or next(iter(reading.returned_to), ""),
         )
         return reading
+    if feedback is not None:
+        return reading  # a not-spam report: for a person to read
     for address in delivered_to:
         token = read_unsubscribe(bounce_address, address)
         if token:

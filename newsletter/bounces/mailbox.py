@@ -114,7 +114,7 @@ def _handle(session: Session, settings: Settings, reading: Reading, report: Fetc
         )
         report.complaints += outcome.new
         report.repeats += not outcome.new
-        report.unsubscribed += outcome.suppressed
+        report.unsubscribed += outcome.unsubscribed
         return "done"
     if reading.kind != "bounce":
         report.unparsed += 1

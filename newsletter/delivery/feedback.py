@@ -340,6 +340,12 @@ def record_bounce(
     return BounceOutcome(new=True, suppressed=suppressed)
 
 
+@dataclass(frozen=True)
+class ComplaintOutcome:
+    new: bool  # not recorded before
+    unsubscribed: bool  # this complaint unsubscribed the reader
+
+
 def record_complaint(
     session: Session,
     subscriber: Subscriber,
@@ -347,7 +353,7 @@ def record_complaint(
     event_id: str,
     delivery_id: int | None,
     payload: dict[str, Any],
-) -> BounceOutcome:
+) -> ComplaintOutcome:
     """A reader's spam report (ARF) about a proven delivery: recorded, and the reader
     unsubscribed (source "complaint"). Idempotent on `event_id`. Does not commit."""
     if not _insert_event(
@@ -359,17 +365,18 @@ def record_complaint(
         delivery_id=delivery_id,
         payload=payload,
     ):
-        return BounceOutcome(new=False, suppressed=False)
+        return ComplaintOutcome(new=False, unsubscribed=False)
     changed = lifecycle.unsubscribe(session, subscriber, source="complaint")
-    return BounceOutcome(new=True, suppressed=changed)
+    return ComplaintOutcome(new=True, unsubscribed=changed)
 
 
 def record_unverified(session: Session, *, event_id: str, payload: dict[str, Any]) -> bool:
-    """A bounce or report that proves no delivery of ours: counted, changing nobody."""
+    """A bounce or report that proves no delivery of ours: counted, changing nobody. Its id
+    has a prefix of its own, so a forgery cannot take the id a real bounce will have."""
     return _insert_event(
         session,
         provider="smtp",
-        provider_event_id=event_id,
+        provider_event_id=f"unverified:{event_id}",
         event=UNVERIFIED_EVENT,
         email="",
         delivery_id=None,
