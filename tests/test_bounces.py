@@ -130,6 +130,13 @@ def test_dsns_are_read_as_hard_soft_or_not_a_bounce() -> None:
     delayed = read_message(dsn("flufl-dsn_05.eml", "userx@example.cz"), BOUNCES)
     assert [(f.email, f.hard) for f in delayed.failures] == [("userx@example.cz", False)]
     assert read_message(dsn("auto-reply.eml", "alice@example.org"), BOUNCES).kind == "auto_reply"
+    complaint = read_message(dsn("arf-abuse.eml", "alice@example.org"), BOUNCES)
+    assert complaint.kind == "complaint" and complaint.complaint is not None
+    assert complaint.complaint.original_rcpt == "alice@example.org"
+    not_spam = dsn("arf-abuse.eml", "alice@example.org").replace(
+        b"Feedback-Type: abuse", b"Feedback-Type: not-spam"
+    )
+    assert read_message(not_spam, BOUNCES).kind == "other"  # RFC 6430: for a person
 
 
 def test_rfc3464_parts_are_read_where_flufl_finds_nothing() -> None:
