@@ -36,10 +36,13 @@ class Proven:
 
 
 def by_verp(session: Session, secret: str, token: VerpToken) -> Proven | None:
+    delivery_id = token.delivery_id(secret)
+    if delivery_id is None or delivery_id >= 2**63:  # beyond any row id (and BIGINT)
+        return None
     row = session.execute(
         select(Delivery.id, Subscriber.id, Subscriber.email)
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-        .where(Delivery.id == token.delivery_id)
+        .where(Delivery.id == delivery_id)
     ).first()
     if row is None or not token.names(secret, row[2]):
         return None
