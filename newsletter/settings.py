@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     paper_search_url: str = DEFAULT_PAPER_SEARCH_URL
     # issue 11: what inboxes see. Replies go to the editor; From is checked at start.
     reply_to: str = ""
-    # HTML budget per variant, counted as sent (rendering.issue_email.html_size): 100 KB on
+    # HTML budget per variant, counted as sent (rendering.wire_size.html_size): 100 KB on
     # the wire stays under Gmail's ~102 KB clipping, so more is refused.
     max_email_kb: int = Field(default=90, ge=20, le=100)
 

@@ -62,9 +62,10 @@ def render_preview(
 
 
 def size_line(variant: str, email: RenderedEmail, settings: Settings) -> str:
-    """`all topics: 88.6 KB HTML (budget 90 KB); 49 papers listed by title to fit`."""
+    """`all topics: 88.6 KB HTML as sent (budget 90 KB); 49 papers listed by title to fit`."""
     name = {EVERYTHING: "all topics", NO_MATCH: "no matching topic"}.get(variant, variant)
-    line = f"{name}: {html_size(email.html) / 1000:.1f} KB HTML (budget {settings.max_email_kb} KB)"
+    size = html_size(email.html) / 1000
+    line = f"{name}: {size:.1f} KB HTML as sent (budget {settings.max_email_kb} KB)"
     if email.trimmed:
         line += f"; budget reached, {email.trimmed} papers listed by title only"
     return line
