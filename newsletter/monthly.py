@@ -24,7 +24,7 @@ from sqlmodel import Session, select
 
 from newsletter.db import is_postgres, session_scope
 from newsletter.delivery import send_test_copy
-from newsletter.doctor.preflight import domain_preflight
+from newsletter.doctor.preflight import domain_preflight, refuse_send
 from newsletter.errors import NewsletterError
 from newsletter.issues import EmptyMonthError, compose_issue
 from newsletter.models import Issue, IssuePaper, IssueStatus, JobRun
@@ -33,7 +33,6 @@ from newsletter.papers.fetching import FetchAttempt, FetchOptions, fetch_with_re
 from newsletter.papers.sources_file import load_sources_file
 from newsletter.release import JobOutcome, start_send
 from newsletter.settings import Settings
-from newsletter.transports import notify_editors
 from newsletter.transports.base import Transport
 
 log = logging.getLogger("newsletter.clock")
@@ -199,22 +198,8 @@ def _run_locked(
         )
     dns = domain_preflight(settings, now=now)
     if dns.failures:
-        lines = [c.line().removeprefix("fail  ") for c in dns.failures]
-        notify_editors(
-            settings,
-            f"Issue {month} not sent: the sending domain fails its checks",
-            "The monthly job composed the issue but did not send it:\n\n"
-            + "\n".join(lines)
-            + f"\n\nFix the records (`newsletter doctor`), then `newsletter issue send {month}`"
-            " (or `--force` to send as it is, audited).",
-        )
-        return _record(
-            engine,
-            run,
-            "preflight-failed",
-            f"draft composed, not sent: {'; '.join(lines)}; fix it and run `newsletter issue "
-            f"send {month}` (editors mailed)",
-        )
+        message = refuse_send(settings, month, dns.failures, "The monthly job")
+        return _record(engine, run, "preflight-failed", f"draft composed, {message}")
     outcome = start_send(
         engine, settings, month, transport=transport, stop=stop, deliver_here=deliver_here
     )

@@ -32,6 +32,7 @@ from newsletter.delivery import (
 )
 from newsletter.delivery.issue_run import ProgressCallback
 from newsletter.desk import audit
+from newsletter.doctor.preflight import domain_preflight, refuse_send
 from newsletter.errors import NewsletterError
 from newsletter.issues import find_issue
 from newsletter.models import Issue, IssueStatus, JobRun
@@ -304,6 +305,9 @@ def send_due_issues(
                     "late: not sent late; schedule it again from the desk"
                 ),
             )
+        elif (dns := domain_preflight(settings)).failures:
+            who = f"The send scheduled for {when:%Y-%m-%d %H:%M} UTC (schedule cleared)"
+            outcome, message = "preflight-failed", refuse_send(settings, month, dns.failures, who)
         else:
             try:
                 result = start_send(

@@ -165,3 +165,30 @@ def test_the_monthly_job_does_not_send_from_a_domain_without_dmarc(
     assert [m.rcpt_tos for m in sink.messages] == [(EDITOR,)]
     with Session(engine) as session:
         (run,) = session.execute(select(JobRun).where(JobRun.outcome == "preflight-failed")).all()
+
+
+def test_a_scheduled_send_from_a_domain_without_dmarc_does_not_go(
+    engine, settings, session: Session, dns: DnsServer, sink: SmtpSink
+) -> None:
+    from newsletter.release import send_due_issues
+
+    issue = seed_issue(session, "2026-04", issue_topics(session))
+    issue.scheduled_for = datetime.now(UTC) - timedelta(minutes=1)
+    seed_subscribers(session, 2, [()])
+    session.commit()
+    broken = settings.model_copy(
+        update={
+            "mail_backend": "smtp",
+            "smtp_url": sink.url,
+            "from_": "ML Foundations <news@nodmarc.example.org>",
+            "dns_server": dns.address,
+            "editors": EDITOR,
+        }
+    )
+    assert send_due_issues(engine, broken, deliver_here=True) == ["2026-04: preflight-failed"]
+    assert _issue_mail(sink) == [] and [m.rcpt_tos for m in sink.messages] == [(EDITOR,)]
+    assert b"schedule cleared" in sink.messages[0].data
+    (run,) = session.execute(select(JobRun).where(JobRun.outcome == "preflight-failed")).scalars()
+    assert "DMARC" in run.message and "newsletter issue send 2026-04" in run.message
+    session.commit()
+    assert send_due_issues(engine, broken, deliver_here=True) == []  # the schedule was taken

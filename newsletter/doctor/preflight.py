@@ -20,6 +20,7 @@ from newsletter.doctor import domain
 from newsletter.doctor.checks import Check, Level
 from newsletter.doctor.configuration import from_domain, is_local_domain
 from newsletter.settings import Settings
+from newsletter.transports import notify_editors
 
 CACHE_HOURS = 24
 CACHE_FILE = "preflight-dns.json"
@@ -83,3 +84,21 @@ def domain_preflight(settings: Settings, *, now: datetime | None = None) -> Doma
 def forget(settings: Settings) -> None:
     """Drop the cache (after fixing DNS, `doctor` passing): the next send asks again."""
     (settings.var_dir / CACHE_FILE).unlink(missing_ok=True)
+
+
+def refuse_send(settings: Settings, month: str, failures: list[Check], who: str) -> str:
+    """Mail the editors why `who` (the monthly job, a scheduled send) did not send `month`;
+    returns the job run's message."""
+    lines = [c.line().removeprefix("fail  ") for c in failures]
+    notify_editors(
+        settings,
+        f"Issue {month} not sent: the sending domain fails its checks",
+        f"{who} did not send {month}:\n\n"
+        + "\n".join(lines)
+        + f"\n\nFix the records (`newsletter doctor`), then `newsletter issue send {month}`"
+        " (or `--force` to send as it is, audited).",
+    )
+    return (
+        f"not sent: {'; '.join(lines)}; fix it and run `newsletter issue send {month}` "
+        "(editors mailed)"
+    )
