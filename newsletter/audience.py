@@ -20,7 +20,7 @@ from sqlmodel import Session, select
 
 from newsletter.db import read_session, session_scope
 from newsletter.models import Topic
-from newsletter.rendering import render_transactional
+from newsletter.rendering import list_headers, recipient_headers, render_transactional
 from newsletter.settings import Settings
 from newsletter.transports import send_one
 from newsletter.transports.base import Outcome
@@ -83,8 +83,15 @@ def topic_names(catalog: Iterable[Topic], slugs: Iterable[str]) -> list[str]:
     return [t.name for t in catalog if t.slug in wanted]
 
 
-def _send_one(settings: Settings, subscriber: Subscriber, subject: str, html: str, text: str):
-    result = send_one(settings, subscriber.email, subject, html, text)
+def _send_one(
+    settings: Settings,
+    subscriber: Subscriber,
+    subject: str,
+    html: str,
+    text: str,
+    headers: dict[str, str] | None = None,
+):
+    result = send_one(settings, subscriber.email, subject, html, text, headers)
     if result.outcome != Outcome.SENT:
         log.warning("email to subscriber %s not sent: %s", subscriber.id, result.error)
     return result
@@ -117,7 +124,10 @@ def send_welcome(
         unsubscribe_url=links.unsubscribe,
         preferences_url=links.preferences,
     )
-    _send_one(settings, subscriber, email.subject, email.html, email.text)
+    # Subscribed now: the welcome can be unsubscribed from, so it carries the list headers
+    # (the confirmation does not: nobody is subscribed yet, cf. listmonk#3063).
+    headers = {**list_headers(settings), **recipient_headers(settings, subscriber)}
+    _send_one(settings, subscriber, email.subject, email.html, email.text, headers)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from sqlmodel import Session, select
 from newsletter import audit, revisions
 from newsletter.approval import send_test
 from newsletter.db import is_postgres, session_scope
+from newsletter.doctor.preflight import domain_preflight, refuse_send
 from newsletter.errors import NewsletterError
 from newsletter.issues import EmptyMonthError, compose_issue
 from newsletter.models import Issue, IssuePaper, IssueStatus, JobRun
@@ -212,6 +213,10 @@ def _run_locked(
             f"`newsletter issue approve {month}`"
             + (f"; {failed_sources}" if failed_sources else ""),
         )
+    dns = domain_preflight(settings, now=now)
+    if dns.failures:
+        message = refuse_send(settings, month, dns.failures, "The monthly job")
+        return _record(engine, run, "preflight-failed", f"draft composed, {message}")
     # Without approval mode the job is the approver of what it just composed; with it, only
     # the revision an editor approved goes.
     try:
@@ -231,6 +236,8 @@ def _run_locked(
     message = outcome.message
     if failed_sources:
         message += f"; sent with what came in although {failed_sources}"
+    for check in dns.warnings:
+        message += f"; warning: {check.name}: {check.message}"
     return _record(engine, run, outcome.outcome, message)
 
 

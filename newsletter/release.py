@@ -38,6 +38,7 @@ from newsletter.delivery import (
     send_issue,
 )
 from newsletter.delivery.issue_run import ProgressCallback
+from newsletter.doctor.preflight import domain_preflight, refuse_send
 from newsletter.errors import NewsletterError
 from newsletter.issues import find_issue
 from newsletter.models import Issue, IssueStatus, JobRun
@@ -58,7 +59,8 @@ class ReleaseRefused(NewsletterError):
 class JobOutcome:
     month: str
     # sent, sending, empty, missed, awaiting-approval, scheduled, already-started, busy,
-    # failed, source-failed (a source kept failing: the draft waits for a person)
+    # failed, source-failed (a source kept failing: the draft waits for a person),
+    # preflight-failed (the sending domain's DNS fails a check: the draft waits)
     outcome: str
     message: str
 
@@ -323,6 +325,9 @@ def send_due_issues(
                     "late: not sent late; schedule it again from the desk"
                 ),
             )
+        elif (dns := domain_preflight(settings)).failures:
+            who = f"The send scheduled for {when:%Y-%m-%d %H:%M} UTC (schedule cleared)"
+            outcome, message = "preflight-failed", refuse_send(settings, month, dns.failures, who)
         else:
             try:
                 result = start_send(

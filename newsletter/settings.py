@@ -27,6 +27,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# newsletter.verp.MAX_BOUNCE_LOCAL: the signed tokens after it fill the 64-character local part
+MAX_BOUNCE_LOCAL = 20
 MIN_SECRET_LENGTH = 32  # secret key and admin token, when the site is public
 DEFAULT_PAPER_SEARCH_URL = "https://arxiv.org/search/?query={query}&searchtype=title&abstracts=show&order=-announced_date_first"
 
@@ -88,7 +90,9 @@ class Settings(BaseSettings):
     paper_search_url: str = DEFAULT_PAPER_SEARCH_URL
     # issue 11: what inboxes see. Replies go to the editor; From is checked at start.
     reply_to: str = ""
-    max_email_kb: int = Field(default=90, ge=20, le=100)  # HTML budget per variant
+    # HTML budget per variant, counted as sent (rendering.wire_size.html_size): 100 KB on
+    # the wire stays under Gmail's ~102 KB clipping, so more is refused.
+    max_email_kb: int = Field(default=90, ge=20, le=100)
 
     # Issue 15: sources fetched by the monthly job, and caps that keep the email readable.
     sources: Path | None = None  # NEWSLETTER_SOURCES; default ./sources.yaml when it exists
@@ -207,6 +211,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must be a bare address without '+', such as bounces@news.example.org "
                 f"(got {value!r})"
+            )
+        if len(local) > MAX_BOUNCE_LOCAL:
+            raise ValueError(
+                f"its local part must be at most {MAX_BOUNCE_LOCAL} characters, so the signed "
+                f"VERP and unsubscribe tokens fit in 64 (got {local!r})"
             )
         return value
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -15,7 +16,7 @@ from sqlalchemy import select
 from newsletter.models import Delivery, ProviderEvent
 from newsletter.testing.sample_send import issue_topics, seed_issue, seed_subscribers
 from newsletter.web import webhooks
-from subscribers.models import Subscriber
+from subscribers.models import ConsentRecord, Subscriber
 
 
 @pytest.fixture
@@ -64,9 +65,16 @@ def test_events_are_recorded_once_and_bad_addresses_suppressed(client, session, 
     ]  # fmt: skip
     body = json.dumps(events).encode()
     first = client.post("/webhooks/sendgrid", content=body, headers=signed(keypair[0], body))
-    assert first.status_code == 200 and first.json() == {"received": 4, "new": 4, "suppressed": 2}
+    assert first.status_code == 200
+    assert (first.json()["received"], first.json()["new"], first.json()["suppressed"]) == (4, 4, 2)
     again = client.post("/webhooks/sendgrid", content=body, headers=signed(keypair[0], body))
-    assert again.json() == {"received": 4, "new": 0, "suppressed": 0}  # SendGrid repeats
+    assert again.json() == {  # SendGrid repeats
+        "received": 4,
+        "new": 0,
+        "suppressed": 0,
+        "unsubscribed": 0,
+        "sender_drops": 0,
+    }
     statuses = dict(session.execute(select(Subscriber.email, Subscriber.status)).all())
     assert statuses == {
         "reader000000@example.org": "suppressed",
@@ -127,3 +135,79 @@ def test_old_signed_events_are_refused(client, keypair):
         "/webhooks/sendgrid", content=body, headers=signed(keypair[0], body.encode())
     )
     assert fresh.status_code == 200
+
+
+EVENTS = Path(__file__).parent / "data" / "sendgrid" / "events.json"
+
+
+def test_every_event_type_and_drop_reason_does_what_it_should(
+    client, session, keypair, settings, cli
+):
+    """SendGrid's published event examples, one subscriber each: unsubscribes, suppression
+    only for reasons about the recipient, sender-side drops counted and sent to the editors."""
+    cases = json.loads(EVENTS.read_text())
+    topics = issue_topics(session)
+    issue = seed_issue(session, "2026-04", topics)
+    ids = seed_subscribers(session, len(cases), [()])
+    deliveries = [Delivery(issue_id=issue.id, subscriber_id=i, status="sent") for i in ids]
+    session.add_all(deliveries)
+    session.commit()
+    events = []
+    for n, (case, delivery) in enumerate(zip(cases, deliveries, strict=True)):
+        event = dict(case["event"], email=f"reader{n:06d}@example.org")
+        event["delivery_id"] = str(delivery.id)
+        events.append(event)
+    session.rollback()
+    editors = "editor@news.example.org"
+    client.app.state.settings = client.app.state.settings.model_copy(update={"editors": editors})
+    body = json.dumps(events).encode()
+    response = client.post("/webhooks/sendgrid", content=body, headers=signed(keypair[0], body))
+    assert response.status_code == 200, response.text
+    expected = [c["expect"] for c in cases]
+    assert response.json() == {
+        "received": len(cases),
+        "new": len(cases),
+        "suppressed": expected.count("suppress"),
+        "unsubscribed": expected.count("unsubscribe"),
+        "sender_drops": expected.count("sender"),
+    }
+    statuses = dict(session.execute(select(Subscriber.email, Subscriber.status)).all())
+    want = {"suppress": "suppressed", "unsubscribe": "unsubscribed"}
+    for n, case in enumerate(cases):
+        email = f"reader{n:06d}@example.org"
+        assert statuses[email] == want.get(case["expect"], "active"), (email, case["event"])
+    sources = session.execute(
+        select(ConsentRecord.source).where(ConsentRecord.action == "unsubscribe")
+    ).scalars()
+    assert sorted(sources) == ["provider", "provider"]
+    session.rollback()
+    # The editors were told, once, about the three drops that are ours to fix.
+    alerts = list(settings.outbox_dir.glob("*.eml"))
+    assert len(alerts) == 1
+    alert = alerts[0].read_text()
+    assert "To: editor@news.example.org" in alert and "Recipient List over Package Quota" in alert
+    status = cli("issue", "status", "2026-04")
+    output = " ".join(status.output.split())  # the console wraps long lines
+    assert "3 dropped_sender (sendgrid)" in output, output
+    assert "1 unsubscribe (sendgrid)" in output and "1 group_unsubscribe (sendgrid)" in output
+
+
+def test_three_mailbox_unavailable_bounces_in_thirty_days_suppress(client, session, keypair):
+    (sub_id,) = seed_subscribers(session, 1, [()])
+    session.commit()
+    template = next(
+        c["event"]
+        for c in json.loads(EVENTS.read_text())
+        if c["event"].get("bounce_classification") == "Mailbox Unavailable"
+    )
+    email = "reader000000@example.org"
+    for n in range(3):
+        # SendGrid reports the address as it was sent; the count ignores its case
+        event = dict(template, email=email.upper() if n == 1 else email, sg_event_id=f"full-{n}")
+        event.pop("delivery_id")
+        body = json.dumps([event]).encode()
+        reply = client.post("/webhooks/sendgrid", content=body, headers=signed(keypair[0], body))
+        assert reply.json()["suppressed"] == (1 if n == 2 else 0)
+    sub = session.get(Subscriber, sub_id)
+    assert sub is not None and sub.status == "suppressed"
+    assert "3 soft bounces" in sub.suppressed_reason

@@ -192,6 +192,11 @@ def test_list_unsubscribe_is_read_back_from_the_bytes(tmp_path, dns, sendgrid) -
         )
 
     assert judge(f"List-Unsubscribe: <{url}>\r\n".encode()).level == Level.OK
+    mailto = "<mailto:bounces+u.LoURet_ZEUrYpPj5.1.kv4iz46gbaqwm2mz@news.example.org>"
+    both = judge(f"List-Unsubscribe: <{url}>,\r\n {mailto}\r\n".encode())
+    assert both.level == Level.OK and "mailto" in both.message
+    broken = judge(f"List-Unsubscribe: <{url}>,\r\n <mailto:a b@x.org>\r\n".encode())
+    assert broken.level == Level.FAIL
     encoded = b"List-Unsubscribe: =?utf-8?q?=3Chttps=3A//news=2Eexample=2Eorg/unsub?=\r\n"
     assert judge(encoded).level == Level.FAIL
     assert judge(f"List-Unsubscribe: <{url}>\r\n".encode(), extra=b"").level == Level.FAIL

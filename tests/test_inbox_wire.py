@@ -231,3 +231,51 @@ def test_compose_and_preview_print_each_variant_size(session: Session, cli) -> N
         "issue", "preview", MONTH, "-o", str(Path(session.bind.url.database).parent / "p.html")
     )
     assert preview.exit_code == 0 and "papers listed by title only" in preview.output
+
+
+def _html_part_on_the_wire(data: bytes) -> bytes:
+    """The text/html part's body exactly as transmitted (still quoted-printable, CRLF)."""
+    marker = b"Content-Type: text/html"
+    start = data.index(marker)
+    body = data.index(b"\r\n\r\n", start) + 4
+    boundary = re.search(rb'boundary="([^"]+)"', data).group(1)  # type: ignore[union-attr]
+    end = data.index(b"\r\n--" + boundary, body)
+    return data[body:end]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_long_month_at_the_highest_budget_stays_under_gmail_clipping_as_sent(
+    session: Session, public, engine
+) -> None:
+    """Inbox review P1: at NEWSLETTER_MAX_EMAIL_KB=100 (the highest the settings accept) the
+    80-paper month's HTML parts were 107-109 KB on the wire. Counted as sent, every variant a
+    subscriber can get stays under 102,000 bytes over SMTP, footer included."""
+    clear_render_cache()
+    issue = build_sample_issue(session, MONTH, papers=80, summary_chars=1000)
+    issue.status = IssueStatus.APPROVED
+    slugs = list(session.exec(select(Topic.slug).order_by(Topic.position)).all())
+    session.add(Topic(slug="no-such-topic-in-this-issue", name="Nothing", position=999))
+    session.commit()
+    sets = [tuple(v) for v in _variants(slugs)]
+    seed_subscribers(session, len(sets), sets)
+    session.commit()
+    highest = public.model_copy(update={"max_email_kb": 100})
+    with SmtpSink() as sink:
+        transport = SmtpTransport(sink.url)
+        try:
+            send_issue(engine, highest, MONTH, transport=transport)
+        finally:
+            transport.close()
+        received = sink.messages
+    assert len(received) == len(sets)
+    sizes = []
+    for message in received:
+        html = _html_part_on_the_wire(message.data)
+        sizes.append(len(html))
+        assert len(html) < 102_000, (message.rcpt_tos, len(html))
+        decoded = quopri.decodestring(html.replace(b"\r\n", b"\n")).decode()
+        assert "/unsubscribe/" in decoded.rsplit("more papers", 1)[-1]  # footer in the mail
+    assert max(sizes) > 95_000  # the budget was used, not avoided: this is the edge case
+    # Above what fits is refused at start.
+    with pytest.raises(SettingsError, match="^NEWSLETTER_MAX_EMAIL_KB"):
+        load_settings(var_dir=public.var_dir, max_email_kb=101, _env_file=None)

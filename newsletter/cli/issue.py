@@ -236,8 +236,8 @@ def send(
     from newsletter.rendering.preview import parse_topics_option
 
     _check_month(month)
-    if not (force or dry_run or test is not None):
-        refuse_on_failed_preflight(month)
+    if not (dry_run or test is not None):
+        refuse_on_failed_preflight(month, force=force)
     if test is not None:
         from newsletter.approval import send_test
 

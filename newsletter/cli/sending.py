@@ -216,6 +216,13 @@ def print_status(engine: Engine, month: str) -> None:
 
 def _print_feedback(report: StatusReport) -> None:
     """Bounces and complaints that came back after sending (webhook or bounce mailbox)."""
+    if report.unverified:
+        console.print(
+            f"Unverified: {report.unverified} bounce(s) or report(s) naming no delivery of ours "
+            "arrived since this send; they changed nobody (bounce mailbox folder Unverified).",
+            markup=False,
+            soft_wrap=True,
+        )
     if not report.feedback:
         return
     counts = ", ".join(

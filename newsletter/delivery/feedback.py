@@ -1,13 +1,24 @@
-"""Provider feedback: SendGrid events recorded once each, and the people they rule out.
+"""Provider feedback: SendGrid events and the bounce mailbox, recorded once each, and what
+they change.
 
 SendGrid repeats webhook events, so each is stored under its `sg_event_id` and a repeat is
-ignored. A hard bounce, a drop or a spam report suppresses the address: it is never mailed
-again automatically. A `blocked` bounce is the receiving server refusing for now (often a
-reputation or content block), not a dead address, so it is recorded but suppresses no one.
+ignored. What an event changes:
+- `bounce`: SendGrid's `bounce_classification` decides (`Invalid Address` hard, `Mailbox
+  Unavailable` soft, reputation/content/technical/volume blocks suppress nobody); without
+  one, a `blocked` bounce (the receiving server refusing for now) suppresses nobody and any
+  other is hard.
+- `dropped`: suppresses only for a reason about the recipient (bounced, invalid,
+  unsubscribed or spam-reporting address). A drop for the account or the content ("Spam
+  Content", "Recipient List over Package Quota") is the sender's problem: it is counted on
+  the issue (`issue status`) and the editors are alerted, and nobody is suppressed.
+- `spamreport` suppresses; `unsubscribe` and `group_unsubscribe` unsubscribe (source
+  "provider").
 
-SMTP bounces read from the bounce mailbox take the same path (`record_bounce`): a hard
-bounce suppresses at once, soft bounces (mailbox full, greylisting given up) only after
-`SOFT_BOUNCE_LIMIT` of them within `SOFT_BOUNCE_WINDOW`.
+Bounces read from the bounce mailbox take `record_bounce`, only once a delivery of ours is
+proven (`newsletter.bounces.proof`): a hard bounce suppresses at once, soft bounces (mailbox
+full, greylisting) only after `SOFT_BOUNCE_LIMIT` of them within `SOFT_BOUNCE_WINDOW`.
+Complaints (ARF reports) unsubscribe (source "complaint"); what proves nothing is recorded
+as `unverified` and changes nobody.
 """
 
 from __future__ import annotations
@@ -16,7 +27,7 @@ import base64
 import binascii
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,7 +44,15 @@ from newsletter.models import Delivery, DeliveryStatus, Issue, ProviderEvent
 from subscribers import lifecycle
 from subscribers.models import Subscriber, utcnow
 
-SUPPRESSING_EVENTS = frozenset({"bounce", "dropped", "spamreport"})
+UNSUBSCRIBING_EVENTS = frozenset({"unsubscribe", "group_unsubscribe"})
+# SendGrid's `dropped` reasons that are about the recipient (lower case; "Invalid" alone is
+# the address, "Invalid SMTPAPI header" is ours).
+RECIPIENT_DROP_REASONS = ("bounced address", "unsubscribed address", "spam reporting address")
+HARD_CLASSIFICATIONS = frozenset({"invalid address"})
+SOFT_CLASSIFICATIONS = frozenset({"mailbox unavailable"})
+COMPLAINT_EVENT = "complaint"
+UNVERIFIED_EVENT = "unverified"
+SENDER_DROP_EVENT = "dropped_sender"  # a drop for the account or content: nobody suppressed
 SOFT_BOUNCE_EVENT = "soft_bounce"
 SOFT_BOUNCE_LIMIT = 3
 SOFT_BOUNCE_WINDOW = timedelta(days=30)
@@ -91,6 +110,8 @@ class FeedbackReport:
     received: int
     new: int  # not seen before
     suppressed: int  # subscribers suppressed by this call
+    unsubscribed: int = 0  # subscribers unsubscribed by this call
+    sender_drops: list[str] = field(default_factory=list)  # reasons of drops that are ours
 
 
 def _delivery_id(value: Any) -> int | None:
@@ -133,8 +154,8 @@ def _insert_event(
 
 
 def record_sendgrid_events(session: Session, events: Sequence[Any]) -> FeedbackReport:
-    """Store new events (idempotent on `sg_event_id`) and suppress bounced, dropped and
-    complaining addresses. Commits."""
+    """Store new events (idempotent on `sg_event_id`) and act on them (see the module
+    docstring). Commits."""
     if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
         raise MalformedEvents("expected a JSON list of event objects")
     for i, e in enumerate(events):
@@ -146,27 +167,98 @@ def record_sendgrid_events(session: Session, events: Sequence[Any]) -> FeedbackR
         if wanted
         else set()
     )
-    new = suppressed = 0
+    new = suppressed = unsubscribed = 0
+    sender_drops: list[str] = []
+    now = utcnow()
     for e in events:
         delivery_id = _delivery_id(e.get("delivery_id"))
+        action, reason = _sendgrid_action(e)
         inserted = _insert_event(
             session,
             provider="sendgrid",
             provider_event_id=e["sg_event_id"],
-            event=e["event"],
+            event=_stored_event(e["event"], action),
             email=str(e.get("email", "")),
             delivery_id=delivery_id if delivery_id in known else None,
             payload=e,
+            received_at=now,
         )
         if not inserted:
             continue  # a repeat: SendGrid retries deliveries of the same event
         new += 1
-        if e["event"] in SUPPRESSING_EVENTS and e.get("type") != "blocked" and e.get("email"):
-            reason = str(e.get("reason") or e.get("type") or "")
-            if lifecycle.suppress(session, e["email"], f"sendgrid {e['event']}: {reason}"[:200]):
+        email = str(e.get("email") or "")
+        if not email:
+            continue
+        if action == "suppress":
+            if lifecycle.suppress(session, email, f"sendgrid {e['event']}: {reason}"[:200]):
                 suppressed += 1
+        elif action == "soft" and _soft_limit_reached(session, email, now):
+            detail = f"sendgrid: {SOFT_BOUNCE_LIMIT} soft bounces in {SOFT_BOUNCE_WINDOW.days} days"
+            if lifecycle.suppress(session, email, f"{detail}, last {reason}"[:200]):
+                suppressed += 1
+        elif action == "unsubscribe":
+            subscriber = lifecycle.get_by_email(session, email.strip().lower())
+            if subscriber is not None and lifecycle.unsubscribe(
+                session, subscriber, source="provider"
+            ):
+                unsubscribed += 1
+        elif action == "sender":
+            sender_drops.append(reason or "no reason given")
     session.commit()
-    return FeedbackReport(received=len(events), new=new, suppressed=suppressed)
+    return FeedbackReport(
+        received=len(events),
+        new=new,
+        suppressed=suppressed,
+        unsubscribed=unsubscribed,
+        sender_drops=sender_drops,
+    )
+
+
+def _sendgrid_action(e: dict[str, Any]) -> tuple[str, str]:
+    """(suppress | soft | unsubscribe | sender | none, the reason) for one SendGrid event."""
+    event = e["event"]
+    reason = str(e.get("reason") or e.get("type") or "")
+    if event in UNSUBSCRIBING_EVENTS:
+        return "unsubscribe", reason
+    if event == "spamreport":
+        return "suppress", reason
+    if event == "dropped":
+        text = reason.strip().lower()
+        if text == "invalid" or text.startswith(RECIPIENT_DROP_REASONS):
+            return "suppress", reason
+        return "sender", reason
+    if event == "bounce":
+        classification = str(e.get("bounce_classification") or "").strip().lower()
+        if classification in HARD_CLASSIFICATIONS:
+            return "suppress", f"{e.get('bounce_classification')}: {reason}"
+        if classification in SOFT_CLASSIFICATIONS:
+            return "soft", f"{e.get('bounce_classification')}: {reason}"
+        if classification and classification != "unclassified":
+            return "none", reason  # technical, content, reputation, volume: not the address
+        return ("none" if e.get("type") == "blocked" else "suppress"), reason
+    return "none", reason
+
+
+def _stored_event(event: str, action: str) -> str:
+    if action == "soft":
+        return SOFT_BOUNCE_EVENT
+    if action == "sender":
+        return SENDER_DROP_EVENT
+    return event
+
+
+def _soft_limit_reached(session: Session, email: str, now: datetime) -> bool:
+    """`SOFT_BOUNCE_LIMIT` soft bounces (any provider) for this address in the window."""
+    recent = session.execute(
+        select(func.count())
+        .select_from(ProviderEvent)
+        .where(
+            ProviderEvent.event == SOFT_BOUNCE_EVENT,
+            func.lower(ProviderEvent.email) == email.strip().lower(),
+            ProviderEvent.received_at >= now - SOFT_BOUNCE_WINDOW,
+        )
+    ).scalar_one()
+    return recent >= SOFT_BOUNCE_LIMIT
 
 
 @dataclass(frozen=True)
@@ -189,7 +281,7 @@ class BounceOutcome:
 RECENT_ISSUES = 3  # a bounce answers one of the last few sends, usually the latest
 
 
-def _last_sent_delivery(session: Session, email: str) -> int | None:
+def last_sent_delivery(session: Session, email: str) -> int | None:
     """The delivery a bounce most likely answers: the person's latest sent one, among the
     last few issues (so the lookup uses the (issue_id, subscriber_id) index)."""
     recent = (
@@ -212,16 +304,13 @@ def _last_sent_delivery(session: Session, email: str) -> int | None:
 
 
 def record_bounce(
-    session: Session, bounce: Bounce, *, now: datetime | None = None
+    session: Session, bounce: Bounce, *, delivery_id: int, now: datetime | None = None
 ) -> BounceOutcome:
-    """Record an SMTP bounce as a provider event and suppress the address when it is dead:
-    at once for a hard bounce, after `SOFT_BOUNCE_LIMIT` soft ones in `SOFT_BOUNCE_WINDOW`.
-    Idempotent on `event_id`. Does not commit."""
+    """Record a proven SMTP bounce of `delivery_id` as a provider event and suppress the
+    address when it is dead: at once for a hard bounce, after `SOFT_BOUNCE_LIMIT` soft ones
+    in `SOFT_BOUNCE_WINDOW`. Idempotent on `event_id`. Does not commit."""
     now = now or utcnow()
-    try:
-        email = lifecycle.normalize_email(bounce.email)
-    except lifecycle.InvalidEmail:
-        email = bounce.email.strip().lower()
+    email = bounce.email.strip().lower()
     event = "bounce" if bounce.hard else SOFT_BOUNCE_EVENT
     payload = {
         "type": "hard" if bounce.hard else "soft",
@@ -234,7 +323,7 @@ def record_bounce(
         provider_event_id=bounce.event_id,
         event=event,
         email=email,
-        delivery_id=_last_sent_delivery(session, email),
+        delivery_id=delivery_id,
         payload=payload,
         received_at=now,
     ):
@@ -242,19 +331,54 @@ def record_bounce(
     detail = " ".join(p for p in (bounce.status, bounce.diagnostic) if p)
     if bounce.hard:
         reason = f"smtp hard bounce: {detail}"
+    elif _soft_limit_reached(session, email, now):
+        window = SOFT_BOUNCE_WINDOW.days
+        reason = f"smtp: {SOFT_BOUNCE_LIMIT} soft bounces in {window} days, last {detail}"
     else:
-        recent = session.execute(
-            select(func.count())
-            .select_from(ProviderEvent)
-            .where(
-                ProviderEvent.provider == "smtp",
-                ProviderEvent.event == SOFT_BOUNCE_EVENT,
-                ProviderEvent.email == email,
-                ProviderEvent.received_at >= now - SOFT_BOUNCE_WINDOW,
-            )
-        ).scalar_one()
-        if recent < SOFT_BOUNCE_LIMIT:
-            return BounceOutcome(new=True, suppressed=False)
-        reason = f"smtp: {recent} soft bounces in {SOFT_BOUNCE_WINDOW.days} days, last {detail}"
+        return BounceOutcome(new=True, suppressed=False)
     suppressed = lifecycle.suppress(session, email, reason[:200], source="bounce")
     return BounceOutcome(new=True, suppressed=suppressed)
+
+
+@dataclass(frozen=True)
+class ComplaintOutcome:
+    new: bool  # not recorded before
+    unsubscribed: bool  # this complaint unsubscribed the reader
+
+
+def record_complaint(
+    session: Session,
+    subscriber: Subscriber,
+    *,
+    event_id: str,
+    delivery_id: int | None,
+    payload: dict[str, Any],
+) -> ComplaintOutcome:
+    """A reader's spam report (ARF) about a proven delivery: recorded, and the reader
+    unsubscribed (source "complaint"). Idempotent on `event_id`. Does not commit."""
+    if not _insert_event(
+        session,
+        provider="arf",
+        provider_event_id=event_id,
+        event=COMPLAINT_EVENT,
+        email=subscriber.email,
+        delivery_id=delivery_id,
+        payload=payload,
+    ):
+        return ComplaintOutcome(new=False, unsubscribed=False)
+    changed = lifecycle.unsubscribe(session, subscriber, source="complaint")
+    return ComplaintOutcome(new=True, unsubscribed=changed)
+
+
+def record_unverified(session: Session, *, event_id: str, payload: dict[str, Any]) -> bool:
+    """A bounce or report that proves no delivery of ours: counted, changing nobody. Its id
+    has a prefix of its own, so a forgery cannot take the id a real bounce will have."""
+    return _insert_event(
+        session,
+        provider="smtp",
+        provider_event_id=f"unverified:{event_id}",
+        event=UNVERIFIED_EVENT,
+        email="",
+        delivery_id=None,
+        payload=payload,
+    )

@@ -16,7 +16,17 @@ from subscribers.models import Subscriber
 
 PROBLEM_STATUSES = (str(DeliveryStatus.FAILED), str(DeliveryStatus.UNKNOWN))
 # Provider events worth an operator's eye (not `processed`, `delivered`, …).
-REPORTED_EVENTS = ("bounce", "soft_bounce", "dropped", "deferred", "spamreport")
+REPORTED_EVENTS = (
+    "bounce",
+    "soft_bounce",
+    "dropped",
+    "dropped_sender",  # a drop for the account or content: nobody suppressed
+    "deferred",
+    "spamreport",
+    "complaint",
+    "unsubscribe",
+    "group_unsubscribe",
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,9 @@ class StatusReport:
     sent_at: datetime | None = None
     feedback: dict[tuple[str, str], int] = field(default_factory=dict)  # (provider, event) -> n
     feedback_events: list[FeedbackEvent] = field(default_factory=list)
+    # bounces and reports received while this was the latest issue that proved no delivery
+    # of ours: they changed nobody
+    unverified: int = 0
 
     @property
     def total(self) -> int:
@@ -105,8 +118,25 @@ def issue_status(session: Session, month: str, *, problem_limit: int = 1000) -> 
                 str(payload.get(k) or "") for k in ("status", "diagnostic", "reason")
             ).strip()
             events.append(FeedbackEvent(email, provider, event, detail, received_at))
+    unverified = 0
+    if issue.send_started_at is not None:
+        later = session.execute(
+            select(func.min(Issue.send_started_at)).where(
+                Issue.send_started_at > issue.send_started_at  # type: ignore[operator]
+            )
+        ).scalar()
+        window = [
+            ProviderEvent.event == "unverified",
+            ProviderEvent.received_at >= issue.send_started_at,
+        ]
+        if later is not None:
+            window.append(ProviderEvent.received_at < later)
+        unverified = session.execute(
+            select(func.count()).select_from(ProviderEvent).where(*window)
+        ).scalar_one()
     return StatusReport(
         month=issue.month,
+        unverified=unverified,
         feedback=dict(feedback.most_common()),
         feedback_events=events,
         issue_status=issue.status,

@@ -144,7 +144,7 @@ def read_list_unsubscribe(data: bytes, base_url: str) -> Check:
             f"the header goes out as {value[:80]!r}, not a raw <{base_url}/unsubscribe/…>",
             "report this as a bug: receivers ignore an encoded or malformed header",
         )
-    if not value.endswith(">") or " " in value:
+    if not re.fullmatch(r"<[^<>\s]+>(?:, ?<[^<>\s]+>)*", value):
         return fail(
             name, f"the header is folded or unterminated: {value[:80]!r}", "report this as a bug"
         )
@@ -158,7 +158,8 @@ def read_list_unsubscribe(data: bytes, base_url: str) -> Check:
             f"one-click unsubscribe needs https; the header is {value[:60]}…",
             "set NEWSLETTER_BASE_URL to the public https origin",
         )
-    return ok(name, f"{value[:60]}… raw, with one-click POST")
+    mailto = ", plus a signed mailto:" if "<mailto:" in value else ""
+    return ok(name, f"{value[:60]}… raw, with one-click POST{mailto}")
 
 
 FAST_CHECKS: list[Callable[[Settings], Check]] = [

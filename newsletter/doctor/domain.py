@@ -332,3 +332,33 @@ def domain_checks(settings: Settings) -> list[Check]:
                 fail("base URL name", f"DNS lookup failed: {_short(exc)}", "check the network")
             )
     return checks
+
+
+def send_checks(settings: Settings) -> list[Check]:
+    """What a send checks of the domain: SPF authorising the backend, a DMARC record, the
+    From domain existing. A fail is definite (the records say so); a DNS server that does
+    not answer is a warning, since it says nothing about the records."""
+    domain = from_domain(settings)
+    resolver = make_resolver(settings)
+    where = settings.dns_server or "the system resolver"
+    try:
+        _lookup(resolver, domain, "TXT")
+    except dns.exception.DNSException as exc:
+        return [
+            warn(
+                "DNS",
+                f"{where} did not answer for {domain} ({_short(exc)}): SPF, DMARC and the "
+                "From domain were not checked",
+                "run `newsletter doctor` once DNS answers",
+            )
+        ]
+    checks = []
+    for check in (check_spf, check_dmarc, check_mx):
+        name = check.__name__.removeprefix("check_").upper()
+        try:
+            checks.append(check(settings, resolver))
+        except dns.exception.DNSException as exc:
+            checks.append(
+                warn(name, f"not checked: DNS lookup failed ({_short(exc)})", "run doctor later")
+            )
+    return checks

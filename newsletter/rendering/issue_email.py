@@ -25,6 +25,7 @@ from newsletter.rendering.message import RenderedEmail, header_safe
 from newsletter.rendering.note import note_html, note_text
 from newsletter.rendering.templates import TEMPLATE_VERSION, render_email_parts
 from newsletter.rendering.variants import EVERYTHING, NO_MATCH, parse_variant
+from newsletter.rendering.wire_size import html_size
 from newsletter.settings import Settings
 from newsletter.substitution import forget_bodies, placeholder, without_markers
 
@@ -285,8 +286,9 @@ def compile_issue_variant(
     """One full Jinja + MJML render, uncached (the naive path the benchmark compares).
 
     Gmail clips HTML past ~102 KB and hides what follows, footer and unsubscribe link
-    included. Past `settings.max_email_kb`, the most papers that fit stay in full (found by
-    bisection, a handful of compiles once per variant) and the rest become linked titles.
+    included. Past `settings.max_email_kb` (counted as sent, see `html_size`), the most
+    papers that fit stay in full (found by bisection, a handful of compiles once per
+    variant) and the rest become linked titles.
     """
 
     def render(full_limit: int | None) -> RenderedEmail:
@@ -309,11 +311,6 @@ def compile_issue_variant(
         else:
             high = middle
     return best
-
-
-def html_size(html: str) -> int:
-    """Bytes of the HTML part as sent (UTF-8), the figure Gmail's clipping goes by."""
-    return len(html.encode("utf-8"))
 
 
 def read_issue_view(

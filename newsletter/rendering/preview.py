@@ -13,10 +13,11 @@ from sqlmodel import Session, select
 from newsletter.errors import NewsletterError
 from newsletter.issues import load_issue_contents
 from newsletter.models import Issue, Topic
-from newsletter.rendering.issue_email import html_size, render_issue_variant
+from newsletter.rendering.issue_email import render_issue_variant
 from newsletter.rendering.message import RenderedEmail, personalize
 from newsletter.rendering.recipients import preview_substitutions
 from newsletter.rendering.variants import EVERYTHING, NO_MATCH, issue_topic_slugs, variant_for
+from newsletter.rendering.wire_size import html_size
 from newsletter.settings import Settings
 
 
@@ -61,9 +62,10 @@ def render_preview(
 
 
 def size_line(variant: str, email: RenderedEmail, settings: Settings) -> str:
-    """`all topics: 88.6 KB HTML (budget 90 KB); 49 papers listed by title to fit`."""
+    """`all topics: 88.6 KB HTML as sent (budget 90 KB); 49 papers listed by title to fit`."""
     name = {EVERYTHING: "all topics", NO_MATCH: "no matching topic"}.get(variant, variant)
-    line = f"{name}: {html_size(email.html) / 1000:.1f} KB HTML (budget {settings.max_email_kb} KB)"
+    size = html_size(email.html) / 1000
+    line = f"{name}: {size:.1f} KB HTML as sent (budget {settings.max_email_kb} KB)"
     if email.trimmed:
         line += f"; budget reached, {email.trimmed} papers listed by title only"
     return line

@@ -16,6 +16,7 @@ from newsletter.rendering.message import header_safe
 from newsletter.rendering.variants import EVERYTHING, NO_MATCH
 from newsletter.settings import Settings
 from newsletter.substitution import check_header_value, placeholder
+from newsletter.verp import unsubscribe_address
 from subscribers.models import Subscriber
 from subscribers.tokens import TokenSigner, make_token, token_signer
 
@@ -140,6 +141,9 @@ class RecipientFields:
         self._preferences_html = html.escape(self._preferences_prefix, quote=True)
         self._browser_html = html.escape(browser_url(settings, issue, variant), quote=True)
         self._keys = tuple(placeholder(name) for name in RECIPIENT_FIELDS)
+        # A mailto: only where `bounces fetch` reads the mailbox it reaches.
+        self._bounce_address = settings.bounce_address if settings.bounce_imap_url else ""
+        self._secret = settings.secret
 
     def __call__(
         self, subject: int | str, token_version: int, email: str
@@ -155,22 +159,38 @@ class RecipientFields:
             k_browser: self._browser_html,
             k_email: html.escape(email, quote=True),
         }
+        mailto = _mailto(self._bounce_address, self._secret, subject, token_version)
         headers = {
-            "List-Unsubscribe": f"<{self._unsubscribe_prefix}{unsubscribe}>",
+            "List-Unsubscribe": f"<{self._unsubscribe_prefix}{unsubscribe}>{mailto}",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         }
         return substitutions, headers
 
 
-def recipient_headers(settings: Settings, subscriber: Subscriber) -> dict[str, str]:
-    """RFC 8058 one-click unsubscribe headers for one recipient.
+def _mailto(bounce_address: str, secret: str, subject: int | str, token_version: int) -> str:
+    """`, <mailto:…>` after the https URI when a bounce mailbox reads the requests: some
+    clients show their unsubscribe button only for a mailto URI (Ghost sends both)."""
+    if not bounce_address or not isinstance(subject, str) or not subject:
+        return ""
+    address = unsubscribe_address(bounce_address, secret, subject, token_version)
+    return f", <mailto:{address}?subject=unsubscribe>"
 
-    No `mailto:` alternative: nothing reads an unsubscribe mailbox, and an address that
-    silently ignores requests is worse than none.
+
+def recipient_headers(settings: Settings, subscriber: Subscriber) -> dict[str, str]:
+    """RFC 8058 one-click unsubscribe headers for one recipient (issue mail and welcome).
+
+    With a bounce address and its mailbox (NEWSLETTER_BOUNCE_IMAP_URL), a signed `mailto:`
+    follows the https URI: `bounces fetch` reads the mailbox it reaches and unsubscribes the
+    sender of a valid request. Without them there is no mailto: an address that silently
+    ignores requests is worse than none.
     """
     url = recipient_links(settings, subscriber)["unsubscribe_url"]
+    bounce_address = settings.bounce_address if settings.bounce_imap_url else ""
+    mailto = _mailto(
+        bounce_address, settings.secret, subscriber.public_id, subscriber.token_version
+    )
     headers = {
-        "List-Unsubscribe": f"<{url}>",
+        "List-Unsubscribe": f"<{url}>{mailto}",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
     return {name: check_header_value(name, value) for name, value in headers.items()}

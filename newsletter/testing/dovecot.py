@@ -12,6 +12,7 @@ Messages are dropped into the Maildir the way a local delivery agent would.
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import mailbox
 import os
@@ -108,13 +109,23 @@ class DovecotServer:
         return key
 
     def clear(self) -> None:
-        """Empty the INBOX (between tests sharing one server)."""
+        """Empty the INBOX and remove its sub-folders (between tests sharing one server)."""
         box = mailbox.Maildir(self.maildir, create=False)
         for key in list(box.keys()):
             box.discard(key)
+        for folder in box.list_folders():
+            shutil.rmtree(self.maildir / f".{folder}", ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            (self.maildir / "subscriptions").unlink()
 
-    def message_count(self) -> int:
-        return len(mailbox.Maildir(self.maildir, create=False))
+    def message_count(self, folder: str = "") -> int:
+        """Messages in the INBOX, or in a folder (Maildir++: `.Folder` under the INBOX)."""
+        box = mailbox.Maildir(self.maildir, create=False)
+        if not folder:
+            return len(box)
+        if folder not in box.list_folders():
+            return 0
+        return len(box.get_folder(folder))
 
     def stop(self) -> None:
         self.process.terminate()

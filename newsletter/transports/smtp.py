@@ -4,8 +4,10 @@ The SMTP replies give per-recipient outcomes: 5xx is a refusal for good, 4xx a r
 now. A connection lost before the message data went out is reconnected and retried; lost
 while waiting for the answer to DATA, the outcome of that one message is unknown.
 
-With a bounce address the envelope sender (MAIL FROM) is that address with the recipient
-encoded in it (VERP), so bounces land in a mailbox `newsletter bounces fetch` reads.
+With a bounce address the envelope sender (MAIL FROM) of a delivery is that address with a
+signed token for the delivery in it (VERP, `newsletter.verp`), so bounces land in a mailbox
+`newsletter bounces fetch` reads and prove which delivery they answer. One-off mail (no
+delivery row) goes out from the plain bounce address.
 """
 
 from __future__ import annotations
@@ -40,7 +42,12 @@ class SmtpTransport:
     name = "smtp"
 
     def __init__(
-        self, smtp_url: str, *, timeout: float = DEFAULT_TIMEOUT, bounce_address: str = ""
+        self,
+        smtp_url: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        bounce_address: str = "",
+        secret: str = "",
     ) -> None:
         parts = urlsplit(smtp_url)
         self.use_ssl = parts.scheme == "smtps"
@@ -52,6 +59,7 @@ class SmtpTransport:
         self.starttls = (query.get("starttls", ["0"])[0].lower() in _TRUE) and not self.use_ssl
         self.timeout = timeout
         self.bounce_address = bounce_address
+        self.secret = secret
         self._local = threading.local()
         self._all_connections: list[smtplib.SMTP] = []
         self._lock = threading.Lock()
@@ -104,11 +112,11 @@ class SmtpTransport:
         sender = parseaddr(batch.from_addr)[1]
         results: list[RecipientResult] = []
         for i, recipient in enumerate(batch.recipients):
-            envelope_from = (
-                verp_address(self.bounce_address, recipient.email)
-                if self.bounce_address
-                else sender
-            )
+            envelope_from = self.bounce_address or sender
+            if self.bounce_address and self.secret and recipient.delivery_id is not None:
+                envelope_from = verp_address(
+                    self.bounce_address, self.secret, recipient.delivery_id, recipient.email
+                )
             result = self._send_one(batch, recipient, envelope_from)
             results.append(result)
             if result.error.startswith(UNREACHABLE):

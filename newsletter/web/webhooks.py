@@ -4,11 +4,15 @@
 refused) made within NEWSLETTER_WEBHOOK_MAX_AGE_SECONDS; 400 for a body that is not a list
 of events. Repeated events are harmless. The headers are checked before the body is read,
 and the body is capped (NEWSLETTER_MAX_BODY_BYTES), so an unsigned caller costs nothing.
+
+A `dropped` event for a reason about our account or content (not the recipient) suppresses
+nobody; the editors (NEWSLETTER_EDITORS) get one mail per webhook call that brought any.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -22,7 +26,10 @@ from newsletter.delivery.feedback import (
     record_sendgrid_events,
     verify_sendgrid_signature,
 )
+from newsletter.settings import Settings
+from newsletter.transports import notify_editors
 
+log = logging.getLogger("newsletter.webhooks")
 router = APIRouter()
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -57,6 +64,30 @@ async def sendgrid_events(request: Request) -> JSONResponse:
         report = await run_in_threadpool(record)
     except MalformedEvents as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
+    if report.sender_drops:
+        await run_in_threadpool(alert_editors, settings, report.sender_drops)
     return JSONResponse(
-        {"received": report.received, "new": report.new, "suppressed": report.suppressed}
+        {
+            "received": report.received,
+            "new": report.new,
+            "suppressed": report.suppressed,
+            "unsubscribed": report.unsubscribed,
+            "sender_drops": len(report.sender_drops),
+        }
     )
+
+
+def alert_editors(settings: Settings, reasons: list[str]) -> None:
+    """Tell the editors SendGrid refused to send for a reason that is ours to fix."""
+    counts: dict[str, int] = {}
+    for reason in reasons:
+        counts[reason] = counts.get(reason, 0) + 1
+    lines = [f"{n} x {reason}" for reason, n in sorted(counts.items())]
+    log.warning("SendGrid dropped %d message(s) for sender reasons: %s", len(reasons), lines)
+    text = (
+        "SendGrid dropped messages for reasons about the sending account or the content, "
+        "not the recipients (nobody was suppressed):\n\n"
+        + "\n".join(lines)
+        + "\n\nSee `newsletter issue status MONTH` (dropped_sender) and the SendGrid account."
+    )
+    notify_editors(settings, f"SendGrid dropped {len(reasons)} message(s): {lines[0]}", text)
