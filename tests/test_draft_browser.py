@@ -61,7 +61,7 @@ def test_drag_papers_and_sections_and_the_email_follows(browser: Browser, desk_s
     moving = first_papers[0]
     # A paper by its handle onto the first paper of the second section.
     drag(page, f"#paper-{moving} .drag-handle", f"#paper-{second_papers[0]} h4")
-    revision = _saved_after(page, revision)
+    revision = after_paper_drag = _saved_after(page, revision)
     after = dict(_sections(engine))
     assert moving in after[second_section] and moving not in after.get(first_section, [])
     # The last section by its handle above the first one.
@@ -91,6 +91,14 @@ def test_drag_papers_and_sections_and_the_email_follows(browser: Browser, desk_s
     expect(page.locator("#sections > li.section").first).not_to_have_attribute(
         "data-section", last_section
     )
+    # Restore the revision from before the section was dragged: the sections' order is back
+    # (the moved paper stays moved), as a new revision.
+    page.get_by_role("link", name="History").click()
+    page.get_by_role("button", name=f"Restore revision {after_paper_drag}").click()
+    expect(page.get_by_role("status").first).to_have_text("Revision restored (as a new revision).")
+    restored = _sections(engine)
+    expected = [s for s, ids in before if s != first_section or len(ids) > 1]
+    assert [s for s, _ in restored] == expected and moving in dict(restored)[second_section]
     state = context.storage_state()
     context.close()
     # The draft at 375 px: no sideways scrolling, buttons big enough to tap.

@@ -159,6 +159,7 @@ def restore_revision(session: Session, month: str, number: int, actor: str) -> I
     session.flush()
     if not session.exec(select(IssuePaper).where(IssuePaper.issue_id == issue.id)).first():
         raise NewsletterError(f"revision {number} lists no paper that can still be sent")
+    issue.section_order = list(snap.get("sections", []))
     issue.subject = snap.get("subject", issue.subject)
     issue.editor_note = snap.get("note", issue.editor_note)
     lead = snap.get("lead")

@@ -162,6 +162,7 @@ def _subscriber_page(
         status_code,
         d=found,
         topics=catalog,
+        topic_names={t.slug: t.name for t in catalog},
         chosen=set(found.topics),
         error=error,
         notice=DONE.get(request.query_params.get("done", ""), ""),
