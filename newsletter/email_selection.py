@@ -30,12 +30,16 @@ def rank_and_cap(
     *,
     max_papers: int | None = None,
     max_per_topic: int | None = None,
+    bonus: dict[int, int] | None = None,
 ) -> dict[int, Choice]:
-    """paper id -> (score, in the email?) for (paper, late, section, topics) candidates."""
+    """paper id -> (score, in the email?) for (paper, late, section, topics) candidates.
+
+    `bonus` adds points per paper id (a drafted summary's relevance, `papers.drafting`)."""
     scored = []
+    bonus = bonus or {}
     for paper, late, section, topics in candidates:
         body = paper.abstract or paper.summary
-        score = tagger.strength(paper.title, body, topics)
+        score = tagger.strength(paper.title, body, topics) + bonus.get(paper.id, 0)  # type: ignore[arg-type]
         scored.append((paper, late, section, score))
     scored.sort(
         key=lambda c: (-c[3], c[1], -c[0].published.toordinal(), c[0].normalized_title, c[0].id)
