@@ -340,3 +340,32 @@ def test_the_monthly_job_drafts_after_fetching_and_records_the_run(
         run = session.exec(select(JobRun).where(JobRun.job == "draft-summaries")).one()
         assert run.outcome == "drafted" and run.message.startswith("drafted 2, 1 failed")
         assert session.exec(select(Issue)).one().month == MONTH  # composed all the same
+
+
+def test_cli_papers_draft_prints_counts_and_tokens_and_asks_nothing_twice(
+    papers: Engine, fake: FakeLLM, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_LLM_BASE_URL", fake.base_url)
+    monkeypatch.setenv("NEWSLETTER_LLM_MODEL", "fake-model-1")
+    off = cli("papers", "draft", "--month", MONTH)
+    assert off.exit_code == 1 and "NEWSLETTER_LLM_SUMMARIES is off" in off.output
+    assert fake.connections == 0
+
+    from newsletter.settings import get_settings
+
+    monkeypatch.setenv("NEWSLETTER_LLM_SUMMARIES", "review")
+    get_settings.cache_clear()
+    first = cli("papers", "draft", "--month", MONTH)
+    assert first.exit_code == 0, first.output
+    assert "drafted 3, 0 failed (fake-model-1, review mode)" in first.output
+    used = sum(d.prompt_tokens + d.completion_tokens for d in drafts(papers).values())
+    assert f"; {used:,} tokens (" in first.output
+    again = cli("papers", "draft", "--month", MONTH)
+    assert "drafted 0, 0 failed, 3 already drafted" in again.output and len(fake.requests) == 3
+    redraft = cli("papers", "draft", "--month", MONTH, "--redraft")
+    assert "drafted 3" in redraft.output and len(fake.requests) == 6
+    with Session(papers) as session:
+        runs = session.exec(select(JobRun).where(JobRun.job == "draft-summaries")).all()
+        assert [r.outcome for r in runs] == ["drafted"] * 3
+    bad = cli("papers", "draft", "--month", "2026-13")
+    assert bad.exit_code == 2
