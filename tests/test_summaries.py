@@ -369,3 +369,32 @@ def test_cli_papers_draft_prints_counts_and_tokens_and_asks_nothing_twice(
         assert [r.outcome for r in runs] == ["drafted"] * 3
     bad = cli("papers", "draft", "--month", "2026-13")
     assert bad.exit_code == 2
+
+
+def test_the_editors_test_copy_lists_what_is_unreviewed(
+    papers: Engine, settings: Settings, fake: FakeLLM
+) -> None:
+    from newsletter import approval
+    from tests.test_desk import EDITOR, desk_settings, mails
+
+    review = desk_settings(
+        settings, llm_summaries="review", llm_base_url=fake.base_url, llm_model="fake-model-1"
+    )
+    draft_papers(papers, review, month=MONTH)
+    compose(papers)
+    approval.send_test(papers, review, MONTH, EDITOR, EDITOR)
+    copy = mails(review)[-1]
+    text = copy.get_body(preferencelist=("plain",)).get_content()
+    html = copy.get_body(preferencelist=("html",)).get_content()
+    assert text.startswith("Editors only: 3 summaries drafted by a language model not reviewed")
+    assert f"- {NATGRAD} (drafted by fake-model-1; abstract shown)" in text
+    assert 'role="note"' in html and "Operator Splitting for Stiff Systems (drafted by" in html
+    ids = [paper(papers, title).id for title in (NATGRAD, SPLITTING, BENCHMARKS)]
+    with Session(papers) as session:
+        for paper_id in ids:
+            accept_draft(session, MONTH, paper_id, EDITOR)  # type: ignore[arg-type]
+        session.commit()
+    approval.send_test(papers, review, MONTH, EDITOR, EDITOR)
+    copy = mails(review)[-1]
+    assert "Editors only" not in copy.get_body(preferencelist=("plain",)).get_content()
+    assert 'role="note"' not in copy.get_body(preferencelist=("html",)).get_content()
