@@ -28,6 +28,7 @@ from newsletter.rendering import clear_render_cache
 from newsletter.settings import load_settings
 from newsletter.testing.sample_issue import build_sample_issue
 from newsletter.web.admin import audience as admin_audience
+from newsletter.web.admin import drafts as admin_drafts
 from newsletter.web.admin import issues as admin_issues
 from newsletter.web.admin import release as admin_release
 from newsletter.web.admin import signin as admin_signin
@@ -88,6 +89,7 @@ def admin_routes() -> list[APIRoute]:
         admin_issues.router,
         admin_release.router,
         admin_audience.router,
+        admin_drafts.router,
     )
     return [r for router in routers for r in router.routes if isinstance(r, APIRoute)]
 

@@ -398,3 +398,69 @@ def test_the_editors_test_copy_lists_what_is_unreviewed(
     copy = mails(review)[-1]
     assert "Editors only" not in copy.get_body(preferencelist=("plain",)).get_content()
     assert 'role="note"' not in copy.get_body(preferencelist=("html",)).get_content()
+
+
+def test_desk_marks_drafts_and_accepts_edits_and_redrafts_them(
+    papers: Engine, settings: Settings, fake: FakeLLM
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from newsletter.web.app import create_app
+    from tests.test_desk import EDITOR, csrf_of, desk_settings, sign_in
+
+    review = desk_settings(
+        settings, llm_summaries="review", llm_base_url=fake.base_url, llm_model="fake-model-1"
+    )
+    fake.topics = ["learning-theory"]
+    draft_papers(papers, review, month=MONTH)
+    compose(papers)
+    ids = {t: paper(papers, t).id for t in (NATGRAD, SPLITTING, BENCHMARKS)}
+    client = TestClient(create_app(review), follow_redirects=False)
+    csrf = sign_in(client)
+    page = client.get(f"/admin/issues/{MONTH}").text
+    assert page.count("drafted by fake-model-1 — not reviewed") == 3
+    assert "3 drafted summaries not reviewed" in page
+    assert (
+        "Model's topics: Learning theory &amp; generalization · the paper's topics now "
+        "(keyword tagger or an editor): Optimization"
+    ) in page
+    assert len(fake.requests) == 3  # reading the page asks nothing
+
+    base = f"/admin/issues/{MONTH}/papers"
+    no_csrf = client.post(f"{base}/{ids[NATGRAD]}/draft/accept", data={})
+    assert no_csrf.status_code == 403
+    accepted = client.post(f"{base}/{ids[NATGRAD]}/draft/accept", data={"csrf_token": csrf})
+    assert accepted.status_code == 303
+    assert paper(papers, NATGRAD).summary == house_style_summary(NATGRAD)
+    edited = client.post(
+        f"{base}/{ids[SPLITTING]}/draft/accept",
+        data={"csrf_token": csrf, "summary": "Splits stiff systems; solvers get faster."},
+    )
+    assert edited.status_code == 303
+    assert paper(papers, SPLITTING).summary == "Splits stiff systems; solvers get faster."
+    again = client.post(f"{base}/{ids[NATGRAD]}/draft/accept", data={"csrf_token": csrf})
+    assert again.status_code == 400 and "no unreviewed draft" in again.text
+
+    fake.script(BENCHMARKS, "ok:0.3")
+    redrafted = client.post(f"{base}/{ids[BENCHMARKS]}/draft/redraft", data={"csrf_token": csrf})
+    assert redrafted.status_code == 303 and fake.requests_for(BENCHMARKS) == 2
+    assert drafts(papers)[BENCHMARKS].relevance == pytest.approx(0.3)
+    page = client.get(f"/admin/issues/{MONTH}").text
+    assert page.count("— not reviewed") == 1 and "1 drafted summary not reviewed" in page
+    with Session(papers) as session:
+        audit = [e.detail for e in session.exec(select(_audit_entry())).all()]
+    assert any("draft by fake-model-1 edited and accepted" in d for d in audit)
+
+    off = TestClient(create_app(desk_settings(settings)), follow_redirects=False)
+    csrf = sign_in(off)
+    refused = off.post(f"{base}/{ids[BENCHMARKS]}/draft/redraft", data={"csrf_token": csrf})
+    assert refused.status_code == 400 and "drafting is off" in refused.text
+    assert fake.requests_for(BENCHMARKS) == 2
+    assert "Redraft</button>" not in off.get(f"/admin/issues/{MONTH}").text
+    assert EDITOR and csrf_of
+
+
+def _audit_entry():  # type: ignore[no-untyped-def]
+    from newsletter.models import AuditEntry
+
+    return AuditEntry

@@ -1,16 +1,28 @@
-"""The desk's side of drafted summaries: Accept (as written or edited) and the list of what
-is still unreviewed. Accepting goes through `editing.edit_paper`, the same path as an
-editor's own edit, so the issue gets a new revision and an approval of the old text goes."""
+"""The desk's side of drafted summaries: Accept (as written or edited) and Redraft.
+
+Accepting goes through `editing.edit_paper`, the same path as an editor's own edit, so the
+issue gets a new revision and an approval of the old text goes."""
 
 from __future__ import annotations
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from newsletter import audit
+from newsletter.db import session_scope
 from newsletter.desk import editing
 from newsletter.errors import NewsletterError
-from newsletter.models import DraftStatus, Paper, PaperTopic, SummaryDraft, Topic, utcnow
-from newsletter.papers.drafting import UNREVIEWED, current_drafts
+from newsletter.models import (
+    DraftStatus,
+    IssuePaper,
+    Paper,
+    PaperTopic,
+    SummaryDraft,
+    Topic,
+    utcnow,
+)
+from newsletter.papers.drafting import UNREVIEWED, current_drafts, draft_papers
+from newsletter.settings import Settings
 
 
 def draft_of(session: Session, paper_id: int) -> SummaryDraft:
@@ -47,3 +59,29 @@ def accept_draft(
         f"{paper.title[:120]}: draft by {draft.model} {how}",
     )
     return paper
+
+
+def check_redraft(session: Session, month: str, paper_id: int) -> None:
+    """Refuse a redraft the desk cannot ask for: a locked issue, or a paper it does not list."""
+    issue = editing.editable_issue(session, month)
+    listed = session.exec(
+        select(IssuePaper).where(IssuePaper.issue_id == issue.id, IssuePaper.paper_id == paper_id)
+    ).first()
+    if listed is None:
+        raise NewsletterError(f"paper {paper_id} is not in the {month} issue")
+
+
+def redraft(engine: Engine, settings: Settings, month: str, paper_id: int, actor: str) -> str:
+    """Ask the model again for one paper of the draft; returns what happened, in words."""
+    if settings.llm_summaries == "off":
+        raise NewsletterError(
+            "drafting is off (NEWSLETTER_LLM_SUMMARIES=off): nothing is sent to a model"
+        )
+    with session_scope(engine) as session:
+        check_redraft(session, month, paper_id)
+    report = draft_papers(engine, settings, paper_ids=[paper_id], redraft=True, actor=actor)
+    if report.human:
+        raise NewsletterError("a person wrote or accepted this paper's summary: nothing redrafted")
+    if report.failed:
+        raise NewsletterError(f"the redraft failed, the earlier draft stays: {report.errors[0]}")
+    return report.message()

@@ -2,10 +2,11 @@
 
 from fastapi import APIRouter
 
-from newsletter.web.admin import audience, issues, release, signin
+from newsletter.web.admin import audience, drafts, issues, release, signin
 
 router = APIRouter()
 router.include_router(signin.router)
 router.include_router(issues.router)
 router.include_router(release.router)
 router.include_router(audience.router)
+router.include_router(drafts.router)  # issue 27: drafted summaries
