@@ -117,7 +117,7 @@ def test_settings_need_an_endpoint_and_a_model_unless_off() -> None:
 
 
 def test_off_never_opens_a_connection(papers: Engine, settings: Settings, fake: FakeLLM) -> None:
-    off = llm(settings, fake, "off")
+    off = llm(settings, fake, "off", require_approval=True)  # the job composes, sends nothing
     report = draft_papers(papers, off, month=MONTH)
     run_monthly_job(papers, off, month=MONTH, deliver_here=False)
     assert report.mode == "off" and report.drafted == 0
@@ -464,3 +464,17 @@ def _audit_entry():  # type: ignore[no-untyped-def]
     from newsletter.models import AuditEntry
 
     return AuditEntry
+
+
+def test_papers_of_an_issue_that_went_out_are_never_sent_to_the_model(
+    papers: Engine, settings: Settings, fake: FakeLLM
+) -> None:
+    compose(papers)
+    with Session(papers) as session:
+        issue = session.exec(select(Issue)).one()
+        issue.status = IssueStatus.SENT
+        session.add(issue)
+        session.commit()
+    report = draft_papers(papers, llm(settings, fake, "auto"), month=MONTH)
+    assert (report.drafted, report.gone_out, fake.requests) == (0, 3, [])
+    assert paper(papers, NATGRAD).summary == paper(papers, NATGRAD).abstract

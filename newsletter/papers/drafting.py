@@ -36,6 +36,7 @@ from newsletter.models import (
     DraftStatus,
     Issue,
     IssuePaper,
+    IssueStatus,
     JobRun,
     Paper,
     PaperTopic,
@@ -58,6 +59,8 @@ from newsletter.topics import GENERAL_TOPIC
 JOB = "draft-summaries"
 RELEVANCE_WEIGHT = 3  # a relevance of 1.0 counts as much as one keyword in the title
 UNREVIEWED = (DraftStatus.DRAFTED, DraftStatus.AUTO)
+# An issue that went (or is going) out: its papers' words are what readers got.
+GONE_OUT = (IssueStatus.SENDING, IssueStatus.PAUSED, IssueStatus.SENT)
 
 
 @dataclass
@@ -70,6 +73,7 @@ class DraftReport:
     failed: int = 0
     cached: int = 0  # already drafted for this abstract, prompt version and model
     human: int = 0  # a person wrote (or accepted) the summary: never sent to the model
+    gone_out: int = 0  # listed in an issue that went out: its words are fixed
     prompt_tokens: int = 0
     completion_tokens: int = 0
     applied: int = 0  # auto mode: drafts that became the paper's summary
@@ -88,6 +92,8 @@ class DraftReport:
             parts.append(f"{self.cached} already drafted")
         if self.human:
             parts.append(f"{self.human} written by a person")
+        if self.gone_out:
+            parts.append(f"{self.gone_out} in an issue already sent")
         text = ", ".join(parts) + f" ({self.model}, {self.mode} mode)"
         text += f"; {self.tokens:,} tokens ({self.prompt_tokens:,} prompt, "
         text += f"{self.completion_tokens:,} completion)"
@@ -211,6 +217,13 @@ def _select(
         query = query.where(Paper.month == month)
     papers = session.exec(query).all()
     ids = [p.id for p in papers if p.id is not None]
+    gone_out = set(
+        session.exec(
+            select(IssuePaper.paper_id)
+            .join(Issue, Issue.id == IssuePaper.issue_id)  # type: ignore[arg-type]
+            .where(Issue.status.in_([str(s) for s in GONE_OUT]))  # type: ignore[attr-defined]
+        ).all()
+    )
     drafts = current_drafts(session, ids)
     cached = {
         (d.paper_id, d.abstract_hash)
@@ -234,6 +247,9 @@ def _select(
             topics.setdefault(pid, set()).add(slug)
     jobs = []
     for paper in papers:
+        if paper.id in gone_out:
+            report.gone_out += 1
+            continue
         current = drafts.get(paper.id)  # type: ignore[arg-type]
         auto = current.summary if current and current.status == DraftStatus.AUTO else None
         if has_human_summary(paper, auto) or not paper.abstract.strip():
