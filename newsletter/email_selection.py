@@ -3,7 +3,7 @@
 An arXiv category brings hundreds of papers a month; an email of hundreds is unread. Each
 candidate gets a score (`Tagger.strength`: distinct keywords of its topics found in its
 title, counted three times, and in its abstract or summary, plus up to 3 points for a drafted
-summary's relevance, `papers.drafting.relevance_bonus`). The strongest fill the email,
+summary's relevance, `papers.draft_status.relevance_bonus`). The strongest fill the email,
 at most `max_per_topic` per section and `max_papers` in all; the rest stay listed in the
 issue and appear on its web version only. Ties go to this month's papers before late
 arrivals, then to the newer paper, then by title, so the choice never wobbles.
@@ -35,7 +35,7 @@ def rank_and_cap(
 ) -> dict[int, Choice]:
     """paper id -> (score, in the email?) for (paper, late, section, topics) candidates.
 
-    `bonus` adds points per paper id (a drafted summary's relevance, `papers.drafting`)."""
+    `bonus` adds points per paper id (a drafted summary's relevance, `papers.draft_status`)."""
     scored = []
     bonus = bonus or {}
     for paper, late, section, topics in candidates:

@@ -17,7 +17,7 @@ from newsletter.email_selection import rank_and_cap
 from newsletter.errors import NewsletterError
 from newsletter.models import Issue, IssuePaper, IssueStatus, Paper, PaperTopic, Topic, utcnow
 from newsletter.months import LATE_WINDOW_MONTHS, month_label, parse_month, shift_month
-from newsletter.papers.drafting import relevance_bonus
+from newsletter.papers.draft_status import relevance_bonus
 from newsletter.papers.tagging import Tagger
 from newsletter.topics import GENERAL_TOPIC
 

@@ -32,12 +32,8 @@ from newsletter.models import (
     SummaryDraft,
 )
 from newsletter.monthly import run_monthly_job
-from newsletter.papers.drafting import (
-    RELEVANCE_WEIGHT,
-    draft_papers,
-    unreviewed,
-    unreviewed_notice,
-)
+from newsletter.papers.draft_status import RELEVANCE_WEIGHT, unreviewed, unreviewed_notice
+from newsletter.papers.drafting import draft_papers
 from newsletter.papers.language_model import MAX_SUMMARY, PROMPT_VERSION
 from newsletter.papers.store import import_paths
 from newsletter.papers.summaries import abstract_excerpt
@@ -478,3 +474,13 @@ def test_papers_of_an_issue_that_went_out_are_never_sent_to_the_model(
     report = draft_papers(papers, llm(settings, fake, "auto"), month=MONTH)
     assert (report.drafted, report.gone_out, fake.requests) == (0, 3, [])
     assert paper(papers, NATGRAD).summary == paper(papers, NATGRAD).abstract
+
+
+def test_a_server_without_structured_output_gets_json_mode_and_is_still_checked(
+    papers: Engine, settings: Settings
+) -> None:
+    with FakeLLM(structured=False) as plain:
+        plain.script(NATGRAD, "html", "html")
+        report = draft_papers(papers, llm(settings, plain), month=MONTH)
+    assert (report.drafted, report.failed) == (2, 1)
+    assert {b["response_format"]["type"] for b in plain.requests} == {"json_object"}

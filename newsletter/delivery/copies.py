@@ -15,7 +15,7 @@ from newsletter.db import session_scope
 from newsletter.delivery.preflight import require_public_sender
 from newsletter.errors import NewsletterError
 from newsletter.issues import find_issue, load_issue_contents
-from newsletter.papers.drafting import unreviewed_notice
+from newsletter.papers.draft_status import unreviewed_notice
 from newsletter.rendering import (
     EVERYTHING,
     list_headers,

@@ -21,7 +21,8 @@ from newsletter.models import (
     Topic,
     utcnow,
 )
-from newsletter.papers.drafting import UNREVIEWED, current_drafts, draft_papers
+from newsletter.papers.draft_status import UNREVIEWED, current_drafts
+from newsletter.papers.drafting import draft_papers
 from newsletter.settings import Settings
 
 

@@ -15,19 +15,21 @@ unless the abstract changes or an editor asks for a redraft. What a draft does d
 
 The model's topics replace the keyword tagger's only where the tagger was unsure (the paper
 went to `general`); elsewhere the desk offers them beside the tagger's. The relevance score
-joins the ranking that decides the email's caps (`relevance_bonus`). A failure never blocks
-a send: the paper keeps its fallback and the job run says "drafted 212, 3 failed".
+joins the ranking that decides the email's caps (`draft_status.relevance_bonus`). A failure
+never blocks a send: the paper keeps its fallback and the job run says "drafted 212, 3
+failed".
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import delete
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from newsletter import audit, revisions
@@ -44,6 +46,7 @@ from newsletter.models import (
     Topic,
     utcnow,
 )
+from newsletter.papers.draft_status import current_drafts, has_human_summary, normal_text
 from newsletter.papers.language_model import (
     PROMPT_VERSION,
     Answer,
@@ -57,8 +60,6 @@ from newsletter.settings import Settings
 from newsletter.topics import GENERAL_TOPIC
 
 JOB = "draft-summaries"
-RELEVANCE_WEIGHT = 3  # a relevance of 1.0 counts as much as one keyword in the title
-UNREVIEWED = (DraftStatus.DRAFTED, DraftStatus.AUTO)
 # An issue that went (or is going) out: its papers' words are what readers got.
 GONE_OUT = (IssueStatus.SENDING, IssueStatus.PAUSED, IssueStatus.SENT)
 
@@ -108,82 +109,9 @@ class DraftReport:
         return text
 
 
-def _normal(text: str) -> str:
-    return " ".join(text.split())
-
-
-def has_human_summary(paper: Paper, auto_text: str | None = None) -> bool:
-    """A person wrote (or accepted) the summary: it is neither the abstract standing in for
-    one (feeds, arXiv) nor a draft that auto mode put there unreviewed."""
-    summary = _normal(paper.summary)
-    if not summary or summary == _normal(paper.abstract):
-        return False
-    return auto_text is None or summary != _normal(auto_text)
-
-
 def paper_text(paper: Paper) -> PaperText:
     """Everything about a paper that is ever sent: title and abstract."""
-    return PaperText(title=_normal(paper.title), abstract=_normal(paper.abstract))
-
-
-def current_drafts(session: Session, paper_ids: Iterable[int]) -> dict[int, SummaryDraft]:
-    """Each paper's newest draft (of any model or prompt version), failed ones included."""
-    ids = list(paper_ids)
-    newest: dict[int, SummaryDraft] = {}
-    for start in range(0, len(ids), 500):
-        for draft in session.exec(
-            select(SummaryDraft)
-            .where(SummaryDraft.paper_id.in_(ids[start : start + 500]))  # type: ignore[attr-defined]
-            .order_by(SummaryDraft.drafted_at, SummaryDraft.id)
-        ).all():
-            newest[draft.paper_id] = draft
-    return newest
-
-
-def unreviewed(session: Session, issue: Issue) -> list[tuple[Paper, SummaryDraft]]:
-    """Papers of the issue whose current draft no editor reviewed, in title order: in
-    review mode they show the abstract's opening, in auto mode the model's words."""
-    papers = session.exec(
-        select(Paper)
-        .join(IssuePaper, IssuePaper.paper_id == Paper.id)  # type: ignore[arg-type]
-        .where(IssuePaper.issue_id == issue.id)
-    ).all()
-    drafts = current_drafts(session, [p.id for p in papers if p.id is not None])
-    out = []
-    for paper in papers:
-        draft = drafts.get(paper.id)  # type: ignore[arg-type]
-        if draft is None or draft.status not in UNREVIEWED:
-            continue
-        auto = draft.summary if draft.status == DraftStatus.AUTO else None
-        if not has_human_summary(paper, auto):
-            out.append((paper, draft))
-    return sorted(out, key=lambda pd: pd[0].normalized_title)
-
-
-def unreviewed_notice(session: Session, issue: Issue) -> list[str]:
-    """Lines for the editors' test copy: which summaries no editor reviewed yet."""
-    pending = unreviewed(session, issue)
-    if not pending:
-        return []
-    lines = [
-        f"Editors only: {len(pending)} summar{'y' if len(pending) == 1 else 'ies'} drafted by a "
-        "language model not reviewed yet (accept them on the desk):"
-    ]
-    for paper, draft in pending[:20]:
-        shown = "in this email as drafted" if draft.status == DraftStatus.AUTO else "abstract shown"
-        lines.append(f"- {paper.title[:120]} (drafted by {draft.model}; {shown})")
-    if len(pending) > 20:
-        lines.append(f"- and {len(pending) - 20} more")
-    return lines
-
-
-def relevance_bonus(session: Session, paper_ids: Iterable[int]) -> dict[int, int]:
-    """paper id -> points its current draft's relevance adds to the ranking score."""
-    return {
-        pid: round(RELEVANCE_WEIGHT * d.relevance)
-        for pid, d in current_drafts(session, paper_ids).items()
-        if d.relevance is not None and d.status != DraftStatus.FAILED
-    }
+    return PaperText(title=normal_text(paper.title), abstract=normal_text(paper.abstract))
 
 
 @dataclass(frozen=True)
@@ -264,10 +192,20 @@ def _select(
     return jobs
 
 
-def _store(
-    session: Session, settings: Settings, job: _Job, answer: Answer, report: DraftReport
-) -> bool:
-    """Keep one answer; True when the issue's content changed (auto mode, new topics)."""
+@dataclass(frozen=True)
+class _Stored:
+    """What keeping one answer did, counted only once its transaction committed."""
+
+    applied: bool = False  # auto mode: the draft became the paper's summary
+    retopiced: bool = False  # the model's topics replaced `general`
+
+    @property
+    def changed(self) -> bool:  # the content of an issue listing the paper may differ
+        return self.applied or self.retopiced
+
+
+def _store(session: Session, settings: Settings, job: _Job, answer: Answer) -> _Stored:
+    """Keep one answer under its cache key (a new row, or the one a redraft replaces)."""
     key = (
         SummaryDraft.paper_id == job.paper_id,
         SummaryDraft.model == settings.llm_model,
@@ -282,25 +220,22 @@ def _store(
             prompt_version=PROMPT_VERSION,
             abstract_hash=job.text.digest,
         )
+    if answer.draft is None:
+        if row.id is None or row.status == DraftStatus.FAILED:
+            row.status, row.error, row.drafted_at = DraftStatus.FAILED, answer.error, utcnow()
+            row.prompt_tokens = answer.prompt_tokens
+            row.completion_tokens = answer.completion_tokens
+            session.add(row)
+        return _Stored()  # a redraft that failed keeps the draft there was
     row.drafted_at = utcnow()
     row.prompt_tokens = answer.prompt_tokens
     row.completion_tokens = answer.completion_tokens
     row.reviewed_by, row.reviewed_at = "", None
-    report.prompt_tokens += answer.prompt_tokens
-    report.completion_tokens += answer.completion_tokens
-    if answer.draft is None:
-        report.failed += 1
-        report.errors.append(f"{job.text.title[:80]}: {answer.error}")
-        if row.id is None or row.status == DraftStatus.FAILED:
-            row.status, row.error = DraftStatus.FAILED, answer.error
-            session.add(row)
-        return False  # a redraft that failed keeps the draft there was
-    report.drafted += 1
     row.summary = answer.draft.summary
     row.topics = list(answer.draft.topics)
     row.relevance = answer.draft.relevance
     row.error = ""
-    changed = False
+    applied = retopiced = False
     paper = session.get(Paper, job.paper_id)
     assert paper is not None
     if settings.llm_summaries == "auto":
@@ -309,17 +244,40 @@ def _store(
             paper.summary = row.summary
             paper.updated_at = utcnow()
             session.add(paper)
-            report.applied += 1
-            changed = True
+            applied = True
     else:
         row.status = DraftStatus.DRAFTED
     if job.untagged and row.topics:
         session.execute(delete(PaperTopic).where(PaperTopic.paper_id == job.paper_id))  # type: ignore[arg-type]
         session.add_all(PaperTopic(paper_id=job.paper_id, topic_slug=s) for s in row.topics)
-        report.retopiced += 1
-        changed = True
+        retopiced = True
     session.add(row)
-    return changed
+    return _Stored(applied, retopiced)
+
+
+def _keep(engine: Engine, settings: Settings, job: _Job, answer: Answer) -> _Stored:
+    """Store one answer; a concurrent run (the clock and a CLI run at once) that inserted the
+    same cache key first makes this one an update of its row instead."""
+    for attempt in range(2):
+        try:
+            with session_scope(engine) as session:
+                return _store(session, settings, job, answer)
+        except IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _count(report: DraftReport, job: _Job, answer: Answer, stored: _Stored) -> None:
+    report.prompt_tokens += answer.prompt_tokens
+    report.completion_tokens += answer.completion_tokens
+    if answer.draft is None:
+        report.failed += 1
+        report.errors.append(f"{job.text.title[:80]}: {answer.error}")
+        return
+    report.drafted += 1
+    report.applied += stored.applied
+    report.retopiced += stored.retopiced
 
 
 def draft_papers(
@@ -356,9 +314,10 @@ def draft_papers(
         with ThreadPoolExecutor(max_workers=settings.llm_concurrency) as pool:
             futures = {pool.submit(model.draft, job.text): job for job in jobs}
             for done, future in enumerate(as_completed(futures), start=1):
-                job = futures[future]
-                with session_scope(engine) as session:
-                    changed |= _store(session, settings, job, future.result(), report)
+                job, answer = futures[future], future.result()
+                stored = _keep(engine, settings, job, answer)
+                _count(report, job, answer, stored)
+                changed |= stored.changed
                 if on_progress is not None:
                     on_progress(done, len(jobs), report)
     finally:

@@ -257,10 +257,8 @@ class LanguageModel:
     def close(self) -> None:
         self.client.close()
 
-    def _create(self, messages: list[dict[str, str]]) -> Any:
-        response_format = (
-            response_schema(self.topics) if self._structured else {"type": "json_object"}
-        )
+    def _create(self, messages: list[dict[str, str]], structured: bool) -> Any:
+        response_format = response_schema(self.topics) if structured else {"type": "json_object"}
         return self.client.chat.completions.create(
             model=self.model,
             messages=messages,  # type: ignore[arg-type]
@@ -280,13 +278,14 @@ class LanguageModel:
         while True:
             requests += 1
             wait: float | None = None
+            structured = self._structured
             try:
-                response = self._create(messages)
+                response = self._create(messages, structured)
             except openai.RateLimitError as exc:
                 last_error = "429 rate limited"
                 wait = _retry_after(exc.response.headers)
             except openai.BadRequestError as exc:
-                if self._structured and "response_format" in str(exc):
+                if structured and "response_format" in str(exc):
                     self._structured = False  # an older server: plain JSON mode, still checked
                     continue
                 return Answer(None, f"refused by the endpoint: {exc}"[:500], 0, 0, requests)

@@ -14,8 +14,9 @@ Behaviours: `ok` (a house-style draft), `429` (with `Retry-After: retry_after`),
 `timeout` (answers only after `hang` seconds), `malformed` (content that is not JSON),
 `broken-body` (a 200 whose body is not JSON), `html`, `url`, `injection` (an "ignore
 previous instructions" answer), `unknown-topic`, `long` (2,000 characters), `first-person`.
-`ok:0.1` is a good draft with relevance 0.1. A title with no script (or past its script) gets
-`ok`.
+`ok:0.1` is a good draft with relevance 0.1. `structured=False` answers a `json_schema`
+response format with a 400, as servers that know only JSON mode do. A title with no script
+(or past its script) gets `ok`.
 """
 
 from __future__ import annotations
@@ -49,12 +50,14 @@ class FakeLLM:
         hang: float = 5.0,
         topics: tuple[str, ...] = ("optimization",),
         relevance: float = 0.8,
+        structured: bool = True,
     ) -> None:
         self.delay = delay
         self.retry_after = retry_after
         self.hang = hang
         self.topics = list(topics)
         self.relevance = relevance
+        self.structured = structured  # False: a server that knows only `json_object` (400)
         self.requests: list[dict[str, Any]] = []  # every request body, in arrival order
         self.connections = 0  # TCP connections accepted (an `off` service opens none)
         self.in_flight = 0
@@ -113,6 +116,17 @@ class FakeLLM:
             body = json.loads(raw)
         except ValueError:
             self._send(handler, 400, _error("We could not parse the JSON body", "invalid_json"))
+            return
+        kind = (body.get("response_format") or {}).get("type")
+        if kind == "json_schema" and not self.structured:
+            self._send(
+                handler,
+                400,
+                _error(
+                    "response_format.type 'json_schema' is not supported by this server",
+                    "invalid_request_error",
+                ),
+            )
             return
         with self._lock:
             self.requests.append(body)

@@ -22,7 +22,7 @@ from newsletter.errors import NewsletterError
 from newsletter.issues import COMPOSABLE_STATUSES, compose_issue, load_issue_contents
 from newsletter.models import Issue, IssueStatus, JobRun
 from newsletter.months import MONTH_RE
-from newsletter.papers.drafting import current_drafts, unreviewed
+from newsletter.papers.draft_status import current_drafts, unreviewed
 from newsletter.rendering import personalize, preview_substitutions, render_issue_variant
 from newsletter.rendering.note import note_html
 from newsletter.settings import Settings
