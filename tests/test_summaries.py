@@ -484,3 +484,46 @@ def test_a_server_without_structured_output_gets_json_mode_and_is_still_checked(
         report = draft_papers(papers, llm(settings, plain), month=MONTH)
     assert (report.drafted, report.failed) == (2, 1)
     assert {b["response_format"]["type"] for b in plain.requests} == {"json_object"}
+
+
+def test_switching_modes_moves_earlier_drafts_out_of_and_into_the_email(
+    papers: Engine, settings: Settings, fake: FakeLLM
+) -> None:
+    compose(papers)
+    draft_papers(papers, llm(settings, fake, "auto"), month=MONTH)
+    review = llm(settings, fake, "review")
+    assert house_style_summary(NATGRAD)[:60] in email_html(papers, review)
+    switched = draft_papers(papers, review, month=MONTH)  # review now: out of the email
+    assert (switched.switched, switched.cached, len(fake.requests)) == (3, 3, 3)
+    assert house_style_summary(NATGRAD)[:60] not in email_html(papers, review)
+    assert drafts(papers)[NATGRAD].status == DraftStatus.DRAFTED
+    back = draft_papers(papers, llm(settings, fake, "auto"), month=MONTH)
+    assert (back.switched, len(fake.requests)) == (3, 3)
+    assert house_style_summary(NATGRAD)[:60] in email_html(papers, review)
+
+
+def test_nothing_about_a_subscriber_is_sent(
+    papers: Engine, settings: Settings, fake: FakeLLM
+) -> None:
+    import json
+
+    from subscribers import lifecycle
+
+    with Session(papers) as session:
+        lifecycle.add_confirmed(
+            session,
+            "reader.secret@example.org",
+            ["optimization"],
+            known_topics={"optimization"},
+            consent_text_version="test",
+            source="cli",
+        )
+        session.commit()
+    compose(papers)
+    draft_papers(papers, llm(settings, fake), month=MONTH)
+    sent = json.dumps(fake.requests)
+    assert len(fake.requests) == 3 and "reader.secret" not in sent
+    natgrad = paper(papers, NATGRAD)
+    user = [m for b in fake.requests for m in b["messages"] if m["role"] == "user"]
+    assert any(" ".join(natgrad.abstract.split()) in m["content"] for m in user)
+    assert {m["role"] for b in fake.requests for m in b["messages"]} == {"system", "user"}

@@ -78,6 +78,7 @@ class DraftReport:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     applied: int = 0  # auto mode: drafts that became the paper's summary
+    switched: int = 0  # earlier drafts moved into (auto) or out of (review) the email
     retopiced: int = 0  # papers the tagger left in `general` that took the model's topics
     errors: list[str] = field(default_factory=list)  # "title: reason", for the failed ones
 
@@ -100,6 +101,8 @@ class DraftReport:
         text += f"{self.completion_tokens:,} completion)"
         if self.applied:
             text += f"; {self.applied} in the email unreviewed"
+        if self.switched:
+            text += f"; {self.switched} earlier drafts follow the {self.mode} mode now"
         if self.retopiced:
             text += f"; {self.retopiced} untagged papers took the model's topics"
         if self.errors:
@@ -183,6 +186,8 @@ def _select(
         if has_human_summary(paper, auto) or not paper.abstract.strip():
             report.human += 1
             continue
+        if current is not None and _follow_mode(session, settings.llm_summaries, paper, current):
+            report.switched += 1
         text = paper_text(paper)
         if not redraft and (paper.id, text.digest) in cached:
             report.cached += 1
@@ -190,6 +195,23 @@ def _select(
         untagged = topics.get(paper.id, set()) <= {GENERAL_TOPIC}  # type: ignore[arg-type]
         jobs.append(_Job(paper.id, text, untagged))  # type: ignore[arg-type]
     return jobs
+
+
+def _follow_mode(session: Session, mode: str, paper: Paper, current: SummaryDraft) -> bool:
+    """Bring an earlier draft in line with the mode now set: after a switch to `review`, an
+    auto draft leaves the email until an editor accepts it; after a switch to `auto`, a
+    waiting draft goes in. True when the paper's summary changed."""
+    if mode == "review" and current.status == DraftStatus.AUTO:
+        current.status = DraftStatus.DRAFTED
+        paper.summary = paper.abstract
+    elif mode == "auto" and current.status == DraftStatus.DRAFTED:
+        current.status = DraftStatus.AUTO
+        paper.summary = current.summary
+    else:
+        return False
+    paper.updated_at = utcnow()
+    session.add_all([current, paper])
+    return True
 
 
 @dataclass(frozen=True)
@@ -303,6 +325,8 @@ def draft_papers(
     with session_scope(engine) as session:
         jobs = _select(session, settings, report, month=month, paper_ids=paper_ids, redraft=redraft)
         offered = _offered_topics(session)
+        if report.switched:  # an issue listing those papers says something else now
+            revisions.refresh_drafts(session, actor, f"summaries now in {report.mode} mode")
     if on_progress is not None:
         on_progress(0, len(jobs), report)
     if not jobs:
