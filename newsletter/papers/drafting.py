@@ -311,7 +311,6 @@ def draft_papers(
     redraft: bool = False,
     actor: str = audit.SYSTEM,
     on_progress: Callable[[int, int, DraftReport], None] | None = None,
-    model: LanguageModel | None = None,
 ) -> DraftReport:
     """Draft the summaries of `month`'s papers (or of `paper_ids`) that need one.
 
@@ -331,26 +330,29 @@ def draft_papers(
         on_progress(0, len(jobs), report)
     if not jobs:
         return report
-    own = model is None
-    model = model or LanguageModel(settings, offered)
+    model = LanguageModel(settings, offered)
+    pool = ThreadPoolExecutor(max_workers=settings.llm_concurrency)
     changed = False
     try:
-        with ThreadPoolExecutor(max_workers=settings.llm_concurrency) as pool:
-            futures = {pool.submit(model.draft, job.text): job for job in jobs}
-            for done, future in enumerate(as_completed(futures), start=1):
-                job, answer = futures[future], future.result()
-                stored = _keep(engine, settings, job, answer)
-                _count(report, job, answer, stored)
-                changed |= stored.changed
-                if on_progress is not None:
-                    on_progress(done, len(jobs), report)
+        futures = {pool.submit(model.draft, job.text): job for job in jobs}
+        for done, future in enumerate(as_completed(futures), start=1):
+            job, answer = futures[future], future.result()
+            stored = _keep(engine, settings, job, answer)
+            _count(report, job, answer, stored)
+            changed |= stored.changed
+            if on_progress is not None:
+                on_progress(done, len(jobs), report)
     finally:
-        if own:
-            model.close()
-    with session_scope(engine) as session:
-        if changed:
-            revisions.refresh_drafts(session, actor, f"summaries drafted by {settings.llm_model}")
-        audit.record(session, actor, "papers.draft", month or "", report.message()[:2000])
+        # Interrupted (Ctrl-C, a stop): what is queued is never sent, what was stored stays
+        # and is recorded, so an issue's revision matches what the papers say.
+        pool.shutdown(wait=True, cancel_futures=True)
+        model.close()
+        with session_scope(engine) as session:
+            if changed:
+                revisions.refresh_drafts(
+                    session, actor, f"summaries drafted by {settings.llm_model}"
+                )
+            audit.record(session, actor, "papers.draft", month or "", report.message()[:2000])
     return report
 
 
