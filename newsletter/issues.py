@@ -17,6 +17,7 @@ from newsletter.email_selection import rank_and_cap
 from newsletter.errors import NewsletterError
 from newsletter.models import Issue, IssuePaper, IssueStatus, Paper, PaperTopic, Topic, utcnow
 from newsletter.months import LATE_WINDOW_MONTHS, month_label, parse_month, shift_month
+from newsletter.papers.draft_status import relevance_bonus
 from newsletter.papers.tagging import Tagger
 from newsletter.topics import GENERAL_TOPIC
 
@@ -195,6 +196,7 @@ def _plan(
         [(p, late, topics[p.id][0], topics[p.id]) for p, late in candidates],  # type: ignore[index]
         max_papers=max_papers,
         max_per_topic=max_per_topic,
+        bonus=relevance_bonus(session, list(topics)),
     )
     ordered = sorted(
         candidates,

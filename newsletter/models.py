@@ -293,3 +293,37 @@ class EditorSession(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(False))
     expires_at: datetime = Field(sa_column=_ts(False))
     revoked_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class DraftStatus(StrEnum):
+    DRAFTED = "drafted"  # the model's text, waiting for an editor (review mode)
+    AUTO = "auto"  # the model's text, made the paper's summary unreviewed (auto mode)
+    ACCEPTED = "accepted"  # an editor accepted it (as written or edited): the paper's summary
+    FAILED = "failed"  # no usable answer (refused output, endpoint down); asked again next run
+
+
+class SummaryDraft(SQLModel, table=True):
+    """A language model's draft of a paper's summary, with its provenance (issue 27).
+
+    One row per (paper, prompt version, model, abstract hash): the cache that keeps a paper
+    from being asked twice until its abstract changes or an editor asks for a redraft.
+    """
+
+    __tablename__ = "summary_draft"
+    __table_args__ = (UniqueConstraint("paper_id", "prompt_version", "model", "abstract_hash"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    paper_id: int = Field(sa_column=_fk("paper.id", index=True))
+    model: str = Field(max_length=200)
+    prompt_version: str = Field(max_length=32)
+    abstract_hash: str = Field(max_length=64)  # SHA-256 of the title and abstract sent
+    status: str = Field(default=DraftStatus.DRAFTED, max_length=20, index=True)
+    summary: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    topics: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    relevance: float | None = Field(default=None)  # 0..1: squarely ML foundations?
+    error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    prompt_tokens: int = Field(default=0)
+    completion_tokens: int = Field(default=0)
+    drafted_at: datetime = Field(default_factory=utcnow, sa_column=_ts(False))
+    reviewed_by: str = Field(default="", max_length=320)
+    reviewed_at: datetime | None = Field(default=None, sa_column=_ts())

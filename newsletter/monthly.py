@@ -30,6 +30,8 @@ from newsletter.errors import NewsletterError
 from newsletter.issues import EmptyMonthError, compose_issue
 from newsletter.models import Issue, IssuePaper, IssueStatus, JobRun
 from newsletter.months import as_utc, previous_month
+from newsletter.papers.drafting import JOB as DRAFT_JOB
+from newsletter.papers.drafting import draft_papers, record_run
 from newsletter.papers.fetching import FetchAttempt, FetchOptions, fetch_with_retries
 from newsletter.papers.sources_file import load_sources_file
 from newsletter.release import JobOutcome, ReleaseRefused, start_send
@@ -151,6 +153,7 @@ def _run_locked(
     late_by = (now - run.scheduled_for) if run.scheduled_for else timedelta(0)
     missed = late_by > timedelta(hours=settings.send_cutoff_hours)
     failed_sources = _fetch_sources(engine, settings, run, now, stop)
+    _draft_summaries(engine, settings, month)  # issue 27: never blocks the send
     try:
         issue = _compose(engine, settings, month)
     except EmptyMonthError as exc:
@@ -239,6 +242,31 @@ def _run_locked(
     for check in dns.warnings:
         message += f"; warning: {check.name}: {check.message}"
     return _record(engine, run, outcome.outcome, message)
+
+
+def _draft_summaries(engine: Engine, settings: Settings, month: str) -> None:
+    """Draft the month's summaries (NEWSLETTER_LLM_SUMMARIES); a failure of any kind is
+    recorded as the drafting run's outcome and the papers keep their fallback."""
+    if settings.llm_summaries == "off":
+        return
+    started = datetime.now(UTC)
+    try:
+        report = draft_papers(engine, settings, month=month, actor=audit.CLOCK)
+    except Exception as exc:  # the endpoint or its answers must never stop the month
+        log.exception("drafting summaries for %s failed", month)
+        with session_scope(engine) as session:
+            session.add(
+                JobRun(
+                    job=DRAFT_JOB,
+                    month=month,
+                    started_at=started,
+                    finished_at=datetime.now(UTC),
+                    outcome="draft-failed",
+                    message=f"{type(exc).__name__}: {exc}; papers keep their fallback",
+                )
+            )
+        return
+    record_run(engine, month, report, started)
 
 
 def _candidates_note(engine: Engine, issue: Issue) -> str:

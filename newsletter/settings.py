@@ -2,6 +2,10 @@
 
 Bad values fail at start with one line naming the variable (`SettingsError`), so an
 operator never has to read a traceback to learn that a setting is wrong.
+
+Why this module is long: it is the one place every setting is declared, defaulted and
+validated (the README's configuration table mirrors it); splitting the class would scatter
+the contract an operator reads.
 """
 
 from __future__ import annotations
@@ -127,6 +131,18 @@ class Settings(BaseSettings):
     # flight, so only a dead sender's batch outlives it (and is then recorded `unknown`)
     send_lease_seconds: float = Field(default=600, gt=0)
 
+    # Issue 27: plain-language summaries drafted by an OpenAI-compatible endpoint. `off`
+    # (the default) never opens a connection; `review` waits for an editor's Accept; `auto`
+    # mails drafts as written. Only a paper's title and abstract are ever sent.
+    llm_summaries: Literal["off", "review", "auto"] = "off"
+    llm_base_url: str = ""  # e.g. http://localhost:11434/v1 (Ollama) or a hosted API's /v1
+    llm_model: str = ""
+    llm_api_key: str = ""  # optional for local servers
+    llm_concurrency: int = Field(default=4, ge=1, le=64)  # requests in flight
+    llm_timeout: float = Field(default=60, gt=0)  # seconds per request
+    llm_retries: int = Field(default=3, ge=0, le=10)  # after a 429, 5xx, timeout or refusal
+    llm_retry_delay: float = Field(default=2.0, ge=0)  # first back-off, doubling each retry
+
     @field_validator("from_", "reply_to")
     @classmethod
     def _mailbox(cls, value: str, info: ValidationInfo) -> str:
@@ -162,6 +178,18 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"must be an http(s) URL such as https://example.org (got {value!r})")
+        return value
+
+    @field_validator("llm_base_url")
+    @classmethod
+    def _llm_base_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        if value and (parts.scheme not in ("http", "https") or not parts.netloc):
+            raise ValueError(
+                "must be the API's http(s) base URL, such as http://localhost:11434/v1 "
+                f"(got {value!r})"
+            )
         return value
 
     @field_validator("smtp_url")
@@ -257,6 +285,13 @@ class Settings(BaseSettings):
                 "NEWSLETTER_SECRET_KEY: required when NEWSLETTER_BASE_URL is not loopback "
                 f"({self.base_url}); set a long random value"
             )
+        if self.llm_summaries != "off":
+            for name, value in (("BASE_URL", self.llm_base_url), ("MODEL", self.llm_model)):
+                if not value.strip():
+                    raise ValueError(
+                        f"NEWSLETTER_LLM_{name}: required when NEWSLETTER_LLM_SUMMARIES="
+                        f"{self.llm_summaries} (or set NEWSLETTER_LLM_SUMMARIES=off)"
+                    )
         if not self.base_url_is_loopback:
             for name, value in (("SECRET_KEY", self.secret_key), ("ADMIN_TOKEN", self.admin_token)):
                 if value and len(value) < MIN_SECRET_LENGTH:

@@ -28,7 +28,8 @@ from newsletter.rendering import clear_render_cache
 from newsletter.settings import load_settings
 from newsletter.testing.sample_issue import build_sample_issue
 from newsletter.web.admin import audience as admin_audience
-from newsletter.web.admin import draft as admin_draft
+from newsletter.web.admin import drafts as admin_drafts
+from newsletter.web.admin import editing as admin_editing
 from newsletter.web.admin import history as admin_history
 from newsletter.web.admin import issues as admin_issues
 from newsletter.web.admin import release as admin_release
@@ -88,10 +89,11 @@ def admin_routes() -> list[APIRoute]:
     routers = (
         admin_signin.router,
         admin_issues.router,
-        admin_draft.router,
+        admin_editing.router,
         admin_release.router,
         admin_history.router,
         admin_audience.router,
+        admin_drafts.router,
     )
     return [r for router in routers for r in router.routes if isinstance(r, APIRoute)]
 

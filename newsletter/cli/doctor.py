@@ -53,9 +53,7 @@ def refuse_on_failed_preflight(month: str, *, force: bool = False) -> None:
     lines = [c.line().removeprefix("fail  ") for c in dns.failures]
     if dns.failures and force:
         with session_scope(engine()) as session:
-            audit.record(
-                session, audit.cli_actor(), "issue.send_forced", month, "; ".join(lines)
-            )
+            audit.record(session, audit.cli_actor(), "issue.send_forced", month, "; ".join(lines))
         for line in lines:
             err_console.print(f"[yellow]forced past:[/yellow] {line}", soft_wrap=True)
     elif dns.failures:

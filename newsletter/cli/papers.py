@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from newsletter.cli import drafting
 from newsletter.cli.common import console, engine, err_console, fail, settings
 from newsletter.db import session_scope
 from newsletter.errors import NewsletterError
@@ -240,3 +241,7 @@ def fetch(
     _after_import(f"sources of {month}", f"{len(reports)} source(s) fetched", "papers.fetch")
     if any(not r.ok for r in reports):
         raise typer.Exit(1)
+
+
+# issue 27: `papers draft` lives in its own module (language-model drafting).
+app.command("draft")(drafting.draft)

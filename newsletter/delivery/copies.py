@@ -5,6 +5,9 @@ land on a page that says it was a test copy: a test copy unsubscribes nobody."""
 
 from __future__ import annotations
 
+import html as html_escape
+import re
+
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.engine import Engine
 
@@ -12,6 +15,7 @@ from newsletter.db import session_scope
 from newsletter.delivery.preflight import require_public_sender
 from newsletter.errors import NewsletterError
 from newsletter.issues import find_issue, load_issue_contents
+from newsletter.papers.draft_status import unreviewed_notice
 from newsletter.rendering import (
     EVERYTHING,
     list_headers,
@@ -51,11 +55,12 @@ def send_test_copy(
         if not load_issue_contents(session, issue).entries:
             raise NewsletterError(f"issue {month} lists no papers: nothing to send a test of")
         rendered = render_issue_variant(session, issue, variant, settings)
+        notice = unreviewed_notice(session, issue)  # drafted summaries nobody reviewed yet
     substitutions = test_copy_substitutions(settings, issue, variant, email)
     batch = Batch(
         subject=f"[TEST r{issue.revision}] {rendered.subject}",
-        html=rendered.html,
-        text=rendered.text,
+        html=_with_notice(rendered.html, notice),
+        text="\n".join([*notice, "", rendered.text]) if notice else rendered.text,
         recipients=[Recipient(email=email, substitutions=substitutions)],
         from_addr=settings.from_,
         reply_to=settings.reply_to,
@@ -75,3 +80,21 @@ def send_test_copy(
     if result.outcome is not Outcome.SENT:
         raise NewsletterError(f"test copy to {email} was not sent: {result.error}")
     return result
+
+
+_BODY = re.compile(r"<body[^>]*>", re.IGNORECASE)
+
+
+def _with_notice(html: str, lines: list[str]) -> str:
+    """The test copy's HTML with the editors' notice first in the body (test copies only)."""
+    if not lines:
+        return html
+    items = "".join(f"<li>{html_escape.escape(line[2:])}</li>" for line in lines[1:])
+    block = (
+        '<div role="note" style="background:#fff4ce;color:#3b2e00;padding:12px 16px;'
+        'font-family:Arial,sans-serif;font-size:14px;line-height:1.4">'
+        f'<p style="margin:0 0 6px"><strong>{html_escape.escape(lines[0])}</strong></p>'
+        f'<ul style="margin:0;padding-left:20px">{items}</ul></div>'
+    )
+    found = _BODY.search(html)
+    return html[: found.end()] + block + html[found.end() :] if found else block + html

@@ -2,12 +2,13 @@
 
 from fastapi import APIRouter
 
-from newsletter.web.admin import audience, draft, history, issues, release, signin
+from newsletter.web.admin import audience, drafts, editing, history, issues, release, signin
 
 router = APIRouter()
 router.include_router(signin.router)
 router.include_router(issues.router)
-router.include_router(draft.router)
+router.include_router(editing.router)
 router.include_router(release.router)
 router.include_router(history.router)
 router.include_router(audience.router)
+router.include_router(drafts.router)  # issue 27: drafted summaries

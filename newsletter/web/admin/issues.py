@@ -27,6 +27,7 @@ from newsletter.issues import (
 )
 from newsletter.models import Issue, IssueStatus, JobRun
 from newsletter.months import MONTH_RE, month_label, previous_month, shift_month
+from newsletter.papers.draft_status import current_drafts, unreviewed
 from newsletter.papers.tagging import flag_for
 from newsletter.rendering import personalize, preview_substitutions, render_issue_variant
 from newsletter.rendering.note import note_html
@@ -55,6 +56,8 @@ DONE = {
     "pause": "Paused. Nobody gets the issue twice when it resumes.",
     "resume": "Resuming: the clock picks it up within a minute.",
     "compose": "Draft composed.",
+    "accept": "Summary accepted: it is the paper's summary now.",  # issue 27
+    "redraft": "Summary drafted again: review it below.",
 }
 
 
@@ -147,6 +150,9 @@ def issue_page_response(
             select(JobRun).where(JobRun.month == month).order_by(col(JobRun.id).desc()).limit(20)
         ).all()
         summary = release_summary(session, settings, month)
+        # issue 27: summaries a language model drafted, and those no editor reviewed yet
+        drafts = current_drafts(session, [e.paper.id for e in contents.entries if e.paper.id])
+        pending = unreviewed(session, issue)
         names = {t.slug: t.name for t in catalog}
         audience_variants = previews.audience_by_variant(session, issue) if editable else {}
         variant_options = [
@@ -173,6 +179,10 @@ def issue_page_response(
         editors=settings.editor_emails,
         summary=summary,
         variant_options=variant_options,
+        drafts=drafts,
+        unreviewed_drafts=pending,
+        unreviewed_ids={p.id for p, _ in pending},
+        llm_mode=settings.llm_summaries,
         withdrawn=issue.status == IssueStatus.DRAFT
         and issue.status_reason.startswith(revisions.WITHDRAWN),
         error=error,

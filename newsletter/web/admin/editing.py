@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlmodel import Session
 
 from newsletter.db import session_scope
-from newsletter.desk import document, editing, ordering
+from newsletter.desk import document, drafts, editing, ordering
 from newsletter.desk import papers as desk_papers
 from newsletter.desk.document import DocumentEdit
 from newsletter.errors import NewsletterError
@@ -80,6 +80,9 @@ def save(request: Request, month: str, post: Posted = Depends(posted)) -> Respon
             elif op == "drop" and paper_id is not None:
                 before = issue.revision
                 editing.drop_paper(session, month, paper_id, post.editor.email)
+            elif op in ("accept", "accept-edited") and paper_id is not None:
+                edited = post.get(f"draft_summary-{paper_id}") if op == "accept-edited" else None
+                drafts.accept_draft(session, month, paper_id, post.editor.email, edited)
             elif op == "keep" and paper_id is not None:
                 editing.keep_topics(session, month, paper_id, post.editor.email)
             elif op == "add":
@@ -87,6 +90,14 @@ def save(request: Request, month: str, post: Posted = Depends(posted)) -> Respon
                     session, month, _int(post.get("add_paper"), "paper"), post.editor.email
                 )
             revision = issue.revision
+        if op == "redraft" and paper_id is not None:  # a network call: outside the save
+            drafts.redraft(
+                request.app.state.engine,
+                request.app.state.settings,
+                month,
+                paper_id,
+                post.editor.email,
+            )
         if op == "arxiv":  # after the fields' save, outside its transaction: a network call
             desk_papers.add_by_arxiv(
                 request.app.state.engine,
@@ -112,6 +123,9 @@ def save(request: Request, month: str, post: Posted = Depends(posted)) -> Respon
         "section-up": "move",
         "section-down": "move",
         "keep": "paper",
+        "accept": "accept",
+        "accept-edited": "accept",
+        "redraft": "redraft",
     }.get(op, "saved")
     anchor = {"drop": "papers-h", "add": "papers-h", "arxiv": "papers-h"}.get(
         op,
