@@ -86,7 +86,9 @@ def parse_import(text: str, known_topics: Collection[str]) -> list[ImportRow]:
             continue
         seen[email] = number
         try:
-            topics = lifecycle.clean_topics((record.get("topics") or "").split(";"), known_topics)
+            topics = lifecycle.clean_topics(
+                lifecycle.split_topics([record.get("topics") or ""], ";"), known_topics
+            )
         except lifecycle.UnknownTopics as exc:
             errors.append(f"row {number}, column 'topics': {exc}")
             continue

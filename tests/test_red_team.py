@@ -1,0 +1,140 @@
+"""Hardening, second round (issue 25): what a red team still found against live servers, the
+CLI and the mailbox. Each test names the finding (review 2026-12, probe number) it repeats."""
+
+from __future__ import annotations
+
+import re
+import time
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+
+from newsletter import audience
+from newsletter.db import read_session, session_scope
+from newsletter.desk import people
+from newsletter.errors import NewsletterError
+from newsletter.settings import load_settings
+from newsletter.testing.live_server import live_server
+from newsletter.web.app import create_app
+from newsletter.web.ratelimit import ClientRateLimiter
+from subscribers import csv_io, lifecycle
+
+EDITOR = "editor@example.org"
+TOKEN = "admin-token-0123456789abcdef-0123456789"
+KNOWN = ["optimization", "learning-theory", "transformers"]
+
+
+def desk_settings(settings, **changes):
+    values = {
+        "var_dir": settings.var_dir,
+        "database_url": settings.database_url,
+        "secret_key": settings.secret_key,
+        "postal_address": settings.postal_address,
+        "editors": EDITOR,
+        "admin_token": TOKEN,
+        "_env_file": None,
+    }
+    values.update(changes)
+    return load_settings(**values)
+
+
+def web_app(settings):
+    app = create_app(settings)
+    app.state.subscribe_limiter = ClientRateLimiter(1000, 600)
+    return app
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([0-9a-f]+)"', html).group(1)
+
+
+def desk_sign_in(web: httpx.Client) -> str:
+    resp = web.post("/admin/sign-in/token", data={"token": TOKEN})
+    assert resp.status_code == 303, resp.text
+    return csrf_of(web.get("/admin/issues").text)
+
+
+def _timed(call, *args, **kwargs):  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    result = call(*args, **kwargs)
+    return result, time.perf_counter() - start
+
+
+# --- 8.1: topic input is capped and linear everywhere -------------------------------------
+
+FLOOD = ",".join(f"t{i}" for i in range(50_000))  # 50,000 unique slugs, 0.34 MB
+
+
+def _form(**fields: str) -> dict[str, object]:
+    """Request arguments of an encoded form (encoded here, so only the server is timed)."""
+    return {
+        "content": urlencode(fields).encode(),
+        "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+    }
+
+
+def test_subscribe_and_preferences_refuse_a_topic_flood_at_once(settings, engine) -> None:
+    many = ",".join([KNOWN[i % 3] for i in range(lifecycle.MAX_TOPICS)])
+    some = ",".join(f"t{i}" for i in range(2_000))  # 11 KB: under the form's byte cap
+    with live_server(web_app(settings)) as base, httpx.Client(base_url=base) as web:
+        ok = web.post("/subscribe", data={"email": "many@example.org", "topics": many})
+        assert ok.status_code == 200 and "inbox" in ok.text.lower()
+        web.post("/subscribe", data={"email": "warm@example.org", "topics": "x"})  # warm up
+        for flood, needle in ((FLOOD, "form not understood"), (some, "too many topics")):
+            form = _form(email="flood@example.org", topics=flood)
+            resp, took = _timed(web.post, "/subscribe", **form)
+            assert resp.status_code == 400 and needle in resp.text.lower(), resp.text[-1500:]
+            assert took < 0.05, took
+        sub = audience.add_subscriber(
+            engine, settings, "reader@example.org", ["optimization"], confirmed=True
+        ).subscriber
+        prefs = audience.links_for(settings, sub, absolute=False).preferences
+        for flood, needle in ((FLOOD, "form not understood"), (some, "too many topics")):
+            form = _form(action="save", topics=flood)
+            resp, took = _timed(web.post, prefs, **form)
+            assert resp.status_code == 400 and needle in resp.text.lower(), resp.text[-1500:]
+            assert took < 0.05, took
+        resp = web.post(prefs, data={"action": "save", "topics": many})
+        assert resp.status_code == 200
+    with read_session(engine) as session:
+        assert lifecycle.get_by_email(session, "flood@example.org") is None
+        for address in ("many@example.org", "reader@example.org"):
+            stored = lifecycle.topics_of(session, lifecycle.get_by_email(session, address))
+            assert stored == sorted(KNOWN)
+
+
+def test_desk_and_csv_import_refuse_a_topic_flood_at_once(settings, engine) -> None:
+    sub = audience.add_subscriber(
+        engine, settings, "reader@example.org", ["optimization"], confirmed=True
+    ).subscriber
+    flood = FLOOD.split(",")
+    with session_scope(engine) as session:
+        start = time.perf_counter()
+        with pytest.raises(NewsletterError, match="too many topics"):
+            people.change_topics(session, sub.id, flood, EDITOR)
+        assert time.perf_counter() - start < 0.05
+    text = f"email,topics\nflood@example.org,{';'.join(flood[:15_000])}\n"  # under csv's cell cap
+    start = time.perf_counter()
+    with pytest.raises(csv_io.CsvImportError, match="row 2, column 'topics': too many topics"):
+        csv_io.parse_import(text, set(KNOWN))
+    assert time.perf_counter() - start < 0.05
+    desk = desk_settings(settings)
+    with live_server(web_app(desk)) as base, httpx.Client(base_url=base) as web:
+        csrf = desk_sign_in(web)
+        path = f"/admin/subscribers/{sub.id}/topics"
+        for count in (90, 90, 50_000):  # the first one warms the page up
+            form = {
+                "content": urlencode(
+                    [("csrf_token", csrf)] + [("topics", t) for t in flood[:count]]
+                ).encode(),
+                "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+            }
+            resp, took = _timed(web.post, path, **form)
+            assert resp.status_code == 400, resp.text
+            assert count > 90 or "too many topics" in resp.text.lower(), resp.text
+        assert took < 0.05, took
+    with read_session(engine) as session:
+        assert lifecycle.topics_of(session, lifecycle.get_by_email(session, sub.email)) == [
+            "optimization"
+        ]
