@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import re
 import time
+import tracemalloc
 from urllib.parse import urlencode
 
 import httpx
 import pytest
+from sqlmodel import select
 
 from newsletter import audience
 from newsletter.db import read_session, session_scope
 from newsletter.desk import people
 from newsletter.errors import NewsletterError
+from newsletter.models import Paper
 from newsletter.settings import load_settings
 from newsletter.testing.live_server import live_server
 from newsletter.web.app import create_app
@@ -138,3 +141,91 @@ def test_desk_and_csv_import_refuse_a_topic_flood_at_once(settings, engine) -> N
         assert lifecycle.topics_of(session, lifecycle.get_by_email(session, sub.email)) == [
             "optimization"
         ]
+
+
+# --- 2.8, 2.9: a YAML alias bomb is refused before it is built ----------------------------
+
+
+def billion_laughs(field: str) -> str:
+    """Nine levels of nine aliases (387 million values), the review's file; one paper whose
+    `field` is the last alias."""
+    lines = ["lol: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    previous = "a"
+    for name in "bcdefghi":
+        lines.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]")
+        previous = name
+    paper = {
+        "title": "A paper",
+        "summary": "S",
+        "url": "https://x.org/1",
+        "published": "2026-05",
+        "authors": "A. Author",
+        "topics": "optimization",
+    }
+    paper[field] = "*i"
+    lines.append("papers:")
+    lines.append("  - {" + ", ".join(f"{k}: {v}" for k, v in paper.items()) + "}")
+    return "\n".join(lines) + "\n"
+
+
+def _peak_growth(call):  # type: ignore[no-untyped-def]
+    """(result, seconds, peak bytes allocated meanwhile, in every thread)."""
+    tracemalloc.start()
+    try:
+        start = time.perf_counter()
+        result = call()
+        took = time.perf_counter() - start
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, took, peak
+
+
+@pytest.mark.parametrize("field", ["published", "authors", "topics"])
+def test_papers_import_refuses_an_alias_bomb(cli, tmp_path, field) -> None:
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(billion_laughs(field))
+    result, took, peak = _peak_growth(lambda: cli("papers", "import", str(bomb)))
+    assert result.exit_code == 1, result.output
+    assert "bomb.yaml: has aliases" in result.output and "write the values out" in result.output
+    assert "Traceback" not in result.output
+    assert took < 1.0 and peak < 50 * 2**20, (took, peak)
+
+
+def test_desk_upload_of_an_alias_bomb_is_a_400_with_the_reason(settings, engine) -> None:
+    desk = desk_settings(settings)
+    with live_server(web_app(desk)) as base, httpx.Client(base_url=base, timeout=30) as web:
+        csrf = desk_sign_in(web)
+        resp, took, peak = _peak_growth(
+            lambda: web.post(
+                "/admin/papers/import",
+                data={"format": "auto", "csrf_token": csrf},
+                files={"file": ("bomb.yaml", billion_laughs("published").encode(), "text/yaml")},
+            )
+        )
+    assert resp.status_code == 400 and "has aliases" in resp.text, resp.text[-2000:]
+    assert took < 1.0 and peak < 50 * 2**20, (took, peak)
+    with read_session(engine) as session:
+        assert session.exec(select(Paper)).all() == []
+
+
+def test_anchors_within_the_bound_still_load(cli, tmp_path) -> None:
+    ok = tmp_path / "ok.yaml"
+    ok.write_text(
+        "authors: &who [A. Author, B. Author]\n"
+        "papers:\n"
+        "  - {title: One, summary: S, url: 'https://x.org/1', published: 2026-05, authors: *who}\n"
+        "  - {title: Two, summary: S, url: 'https://x.org/2', published: 2026-05, authors: *who}\n"
+    )
+    result = cli("papers", "import", str(ok))
+    assert result.exit_code == 0 and "2 added" in result.output, result.output
+
+
+def test_error_messages_never_carry_an_unbounded_value(cli, tmp_path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text(
+        "- {title: T, summary: S, url: 'https://x.org/1', published: '" + "9" * 100_000 + "'}\n"
+    )
+    result = cli("papers", "import", str(big))
+    assert result.exit_code == 1 and "field 'published'" in result.output
+    assert len(result.output) < 1000, len(result.output)
