@@ -3,6 +3,7 @@ CLI and the mailbox. Each test names the finding (review 2026-12, probe number) 
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import tracemalloc
@@ -229,3 +230,51 @@ def test_error_messages_never_carry_an_unbounded_value(cli, tmp_path) -> None:
     result = cli("papers", "import", str(big))
     assert result.exit_code == 1 and "field 'published'" in result.output
     assert len(result.output) < 1000, len(result.output)
+
+
+# --- 8.2, 8.3: no secret in the access log -------------------------------------------------
+
+
+class _Keep(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def test_sign_in_link_and_subscriber_tokens_never_reach_the_access_log(settings, engine) -> None:
+    from newsletter.desk import auth
+
+    desk = desk_settings(settings)
+    with session_scope(engine) as session:
+        secret = auth.create_sign_in_link(session, desk, EDITOR)
+    sub = audience.add_subscriber(
+        engine, settings, "reader@example.org", ["optimization"], confirmed=True
+    ).subscriber
+    links = audience.links_for(settings, sub, absolute=False)
+    secrets = [secret] + [link.rsplit("/", 1)[1] for link in links.__dict__.values()]
+    keep = _Keep()
+    access = logging.getLogger("uvicorn.access")
+    with live_server(web_app(desk), access_log=True, log_level="info") as base:
+        access.addHandler(keep)
+        try:
+            with httpx.Client(base_url=base) as web:
+                assert web.get(f"/admin/sign-in/{secret}?next=/admin/issues").status_code == 200
+                for link in (links.confirm, links.preferences, links.unsubscribe):
+                    assert web.get(link).status_code in (200, 400)
+                web.post(links.unsubscribe)
+                web.post(links.unsubscribe.replace("/unsubscribe/", "/resubscribe/"))
+                web.post("/admin/sign-in/token", data={"token": "wrong"})
+        finally:
+            access.removeHandler(keep)
+        lines = keep.lines
+        assert len(lines) == 7, lines
+        assert not [line for line in lines if any(s in line for s in secrets)], lines
+        assert any("/admin/sign-in/[redacted]?next=" in line for line in lines)
+        assert any("/admin/sign-in/token" in line for line in lines)  # the form, no secret
+        assert sum("/[redacted]" in line for line in lines) == 6
+        with httpx.Client(base_url=base) as web:  # what a log reader could replay: nothing
+            replay = web.post("/admin/sign-in/[redacted]", follow_redirects=False)
+            assert replay.status_code != 303 and "set-cookie" not in replay.headers
