@@ -25,6 +25,9 @@ def _set_sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped
     cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
+    # Deleted content is overwritten with zeros (an erase must leave no copy in the file);
+    # some builds default to it, the project does not rely on that.
+    cur.execute("PRAGMA secure_delete=ON")
     cur.close()
 
 

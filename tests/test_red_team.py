@@ -7,6 +7,7 @@ import logging
 import re
 import time
 import tracemalloc
+from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
@@ -278,3 +279,63 @@ def test_sign_in_link_and_subscriber_tokens_never_reach_the_access_log(settings,
         with httpx.Client(base_url=base) as web:  # what a log reader could replay: nothing
             replay = web.post("/admin/sign-in/[redacted]", follow_redirects=False)
             assert replay.status_code != 303 and "set-cookie" not in replay.headers
+
+
+# --- 7.1-7.3: erase means gone from disk -----------------------------------------------------
+
+
+def _database_files(engine) -> list[Path]:
+    """The files the database keeps rows in: SQLite's main file and `-wal`; PostgreSQL's
+    files of this database (tables, indexes, its catalogs), after a checkpoint."""
+    if engine.dialect.name == "sqlite":
+        main = Path(engine.url.database)
+        return [p for p in (main, Path(f"{main}-wal")) if p.exists()]
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("CHECKPOINT")
+        data_dir = conn.exec_driver_sql("SHOW data_directory").scalar()
+        oid = conn.exec_driver_sql(
+            "SELECT oid FROM pg_database WHERE datname = current_database()"
+        ).scalar()
+    return [p for p in (Path(data_dir) / "base" / str(oid)).iterdir() if p.is_file()]
+
+
+def _hits(paths: list[Path], needle: str) -> list[str]:
+    return [p.name for p in paths if needle.encode() in p.read_bytes()]
+
+
+@pytest.mark.parametrize("path", ["cli", "desk"])
+def test_erase_leaves_no_byte_of_the_address_on_disk(settings, engine, cli, path) -> None:
+    gone, kept = "erase-me@example.org", "keep-me@example.org"
+    desk = desk_settings(settings)
+    with live_server(web_app(desk)) as base, httpx.Client(base_url=base) as web:
+        for address in (gone, kept):  # a confirmation and a welcome mail each, in the outbox
+            assert web.post("/subscribe", data={"email": address}).status_code == 200
+            time.sleep(0.2)  # the confirmation goes out after the answer
+            with read_session(engine) as session:
+                sub = lifecycle.get_by_email(session, address)
+            confirm = audience.links_for(settings, sub, absolute=False).confirm
+            assert web.post(confirm).status_code == 200
+        outbox = Path(settings.outbox_dir)
+        assert len(_hits(list(outbox.glob("*.eml")), gone)) == 2
+        assert _hits(_database_files(engine), gone)  # without the scrub it would stay
+        if path == "cli":
+            assert cli("subscribers", "remove", gone).exit_code == 0
+        else:
+            csrf = desk_sign_in(web)
+            resp = web.post(
+                f"/admin/subscribers/{_id_of(engine, gone)}/erase",
+                data={"confirm_email": gone, "csrf_token": csrf},
+            )
+            assert resp.status_code == 303, resp.text
+    with read_session(engine) as session:
+        assert lifecycle.get_by_email(session, gone) is None
+    files = _database_files(engine)
+    assert _hits(files, gone) == []
+    assert _hits(files, kept)  # the grep does find a present address
+    assert _hits(list(outbox.glob("*.eml")), gone) == []
+    assert len(_hits(list(outbox.glob("*.eml")), kept)) == 2
+
+
+def _id_of(engine, address: str) -> int:
+    with read_session(engine) as session:
+        return lifecycle.get_by_email(session, address).id
