@@ -24,6 +24,7 @@ from newsletter.testing.live_server import live_server
 from newsletter.web.app import create_app
 from newsletter.web.ratelimit import ClientRateLimiter
 from subscribers import csv_io, lifecycle
+from subscribers.models import Subscriber
 
 EDITOR = "editor@example.org"
 TOKEN = "admin-token-0123456789abcdef-0123456789"
@@ -339,3 +340,114 @@ def test_erase_leaves_no_byte_of_the_address_on_disk(settings, engine, cli, path
 def _id_of(engine, address: str) -> int:
     with read_session(engine) as session:
         return lifecycle.get_by_email(session, address).id
+
+
+# --- 3.9, 3.10: one welcome and one consent record per confirmation, under concurrency ------
+
+
+def test_simultaneous_confirmations_send_one_welcome(settings, engine) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from subscribers.models import ConsentRecord
+
+    people_ = [f"racer{i}@example.org" for i in range(6)]
+    for address in people_:
+        audience.record_subscription(engine, settings, address, ["optimization"])
+    with read_session(engine) as session:
+        subs = [lifecycle.get_by_email(session, a) for a in people_]
+    outbox = Path(settings.outbox_dir)
+    with live_server(web_app(settings)) as base:
+        for sub in subs:
+            confirm = audience.links_for(settings, sub, absolute=False).confirm
+            with ThreadPoolExecutor(8) as pool:
+                codes = list(
+                    pool.map(lambda url: httpx.post(url).status_code, [base + confirm] * 8)
+                )
+            assert codes == [200] * 8
+    with read_session(engine) as session:
+        for sub in subs:
+            actions = session.exec(
+                select(ConsentRecord.action).where(ConsentRecord.subscriber_id == sub.id)
+            ).all()
+            assert sorted(actions) == ["confirm", "subscribe"], (sub.email, actions)
+    for address in people_:  # the welcome mail, exactly once each (no confirmation was sent)
+        assert len(_hits(list(outbox.glob("*.eml")), address)) == 1, address
+
+
+# --- 3.5: a confirmation mailed before an unsubscribe stops working -------------------------
+
+
+def test_old_confirm_link_does_not_reactivate_after_unsubscribe(settings, engine) -> None:
+    audience.record_subscription(engine, settings, "moved@example.org", ["optimization"])
+    with read_session(engine) as session:
+        sub = lifecycle.get_by_email(session, "moved@example.org")
+    old = audience.links_for(settings, sub, absolute=False)
+    with live_server(web_app(settings)) as base, httpx.Client(base_url=base) as web:
+        assert web.post(old.confirm).status_code == 200
+        assert web.post(old.unsubscribe).status_code == 200
+        assert web.post("/subscribe", data={"email": "moved@example.org"}).status_code == 200
+        replay = web.post(old.confirm)
+        assert replay.status_code == 400 and "no longer valid" in replay.text
+        with read_session(engine) as session:
+            again = lifecycle.get_by_email(session, "moved@example.org")
+            assert again.status == "pending"
+        fresh = audience.links_for(settings, again, absolute=False).confirm
+        assert web.post(fresh).status_code == 200  # the new mail's link does work
+    with read_session(engine) as session:
+        assert lifecycle.get_by_email(session, "moved@example.org").status == "active"
+
+
+# --- 3.7: look-alike addresses -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spelled", "outcome"),
+    [
+        ("\uff41\uff4c\uff49\uff43\uff45@example.com", "alice@example.com"),  # fullwidth: NFKC
+        ("alice@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com", "alice@example.com"),
+        ("\u0430lice@example.com", "mixes look-alike letters of different scripts"),  # Cyrillic а
+        ("alice@ex\u0430mple.com", "the domain mixes look-alike letters"),
+        ("p\u0430ypal@example.com", "(Cyrillic and Latin)"),
+        ("alic\u0065\u0301@example.com", "alic\u00e9@example.com"),  # combined: one letter, é
+        ("\u0438\u0432\u0430\u043d@example.com", "\u0438\u0432\u0430\u043d@example.com"),
+    ],
+)
+def test_homoglyph_addresses_are_one_person_or_refused(settings, engine, spelled, outcome) -> None:
+    with live_server(web_app(settings)) as base, httpx.Client(base_url=base) as web:
+        assert web.post("/subscribe", data={"email": "alice@example.com"}).status_code == 200
+        resp = web.post("/subscribe", data={"email": spelled})
+    with read_session(engine) as session:
+        emails = sorted(session.exec(select(Subscriber.email)).all())
+    if "@" in outcome:
+        assert resp.status_code == 200
+        assert emails == sorted({"alice@example.com", outcome})
+    else:
+        assert resp.status_code == 400 and outcome in resp.text, resp.text[-1500:]
+        assert emails == ["alice@example.com"]
+
+
+# --- 2.6: CR/LF in a name, on every path -----------------------------------------------------
+
+
+def test_line_breaks_in_names_are_refused_on_every_path(settings, engine, cli, tmp_path) -> None:
+    bad = "Eve\r\nBcc: victim@example.org"
+    added = cli("subscribers", "add", "eve@example.org", "--confirmed", "--name", bad)
+    assert added.exit_code == 1 and "a name cannot contain line breaks" in added.output
+    plain = cli("subscribers", "add", "eve@example.org", "--name", "Eve\u2028Two")
+    assert plain.exit_code == 1 and "line breaks" in plain.output
+    with session_scope(engine) as session, pytest.raises(lifecycle.SubscriberError):
+        lifecycle.add_confirmed(
+            session,
+            "eve@example.org",
+            [],
+            known_topics=set(KNOWN),
+            consent_text_version="v",
+            source="test",
+            name="Eve\nX",
+        )
+    sheet = tmp_path / "people.csv"
+    sheet.write_text('email,topics,name\neve@example.org,,"Eve\nX"\n')
+    assert cli("subscribers", "import", str(sheet), "--confirmed").exit_code == 1
+    with read_session(engine) as session:
+        assert session.exec(select(Subscriber)).all() == []
+    assert cli("subscribers", "add", "eve@example.org", "--name", "Eve Example").exit_code == 0
