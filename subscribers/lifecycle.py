@@ -430,12 +430,14 @@ def add_confirmed(
         raise SubscriberError(f"{address} is suppressed ({sub.suppressed_reason or 'bounced'})")
     if name:
         sub.name = clean_name(name)
-    if sub.status != SubscriberStatus.ACTIVE or sub.confirmed_at is None:
+    already = sub.status == SubscriberStatus.ACTIVE and sub.confirmed_at is not None
+    if not already:
         sub.confirmed_at = sub.confirmed_at or utcnow()
     sub.status = SubscriberStatus.ACTIVE
     sub.unsubscribed_at = None
     _set_topics(session, sub, chosen)
-    _record(session, sub, "vouched", consent_text_version=consent_text_version, source=source)
+    if not already:  # consent already on record is not recorded twice
+        _record(session, sub, "vouched", consent_text_version=consent_text_version, source=source)
     session.flush()
     return sub
 

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
+import subprocess
+import sys
 import time
 import tracemalloc
+from email.parser import BytesParser
+from email.policy import default as default_policy
 from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
 import pytest
+from sqlalchemy import func
 from sqlmodel import select
 
 from newsletter import audience
@@ -451,3 +457,84 @@ def test_line_breaks_in_names_are_refused_on_every_path(settings, engine, cli, t
     with read_session(engine) as session:
         assert session.exec(select(Subscriber)).all() == []
     assert cli("subscribers", "add", "eve@example.org", "--name", "Eve Example").exit_code == 0
+
+
+# --- 6.2, 6.3: re-running an import killed halfway ---------------------------------------------
+
+
+def _run_import(cli_env, sheet: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "subscribers", "import", str(sheet), *extra],
+        env=cli_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _kill_when(proc: subprocess.Popen, ready) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + 300
+    while not ready():
+        assert proc.poll() is None, "the import finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def _people_csv(path: Path, count: int) -> list[str]:
+    addresses = [f"reader{i:05d}@example.org" for i in range(count)]
+    path.write_text("email,topics\n" + "".join(f"{a},optimization\n" for a in addresses))
+    return addresses
+
+
+def test_rerun_of_a_killed_vouched_import_records_consent_once(engine, cli_env, tmp_path) -> None:
+    from subscribers.models import ConsentRecord
+
+    sheet = tmp_path / "people.csv"
+    addresses = _people_csv(sheet, 10_000)
+
+    def some_written() -> bool:
+        with read_session(engine) as session:
+            return session.exec(select(func.count()).select_from(Subscriber)).one() >= 2_000
+
+    first = _run_import(cli_env, sheet, "--confirmed")
+    _kill_when(first, some_written)
+    with read_session(engine) as session:
+        written = session.exec(select(func.count()).select_from(Subscriber)).one()
+    assert 2_000 <= written < 10_000
+    rerun = _run_import(cli_env, sheet, "--confirmed")
+    assert rerun.wait(300) == 0, rerun.stderr.read()
+    with read_session(engine) as session:
+        assert session.exec(select(func.count()).select_from(Subscriber)).one() == len(addresses)
+        per_person = session.exec(
+            select(ConsentRecord.subscriber_id, func.count())
+            .where(ConsentRecord.action == "vouched")
+            .group_by(ConsentRecord.subscriber_id)
+        ).all()
+    assert len(per_person) == len(addresses) and {n for _, n in per_person} == {1}
+
+
+def test_rerun_of_a_killed_double_opt_in_import_mails_nobody_twice(
+    settings, engine, cli_env, tmp_path
+) -> None:
+    from collections import Counter
+
+    from newsletter.audience import CONFIRMATION_CLAIM_BATCH
+
+    sheet = tmp_path / "people.csv"
+    addresses = _people_csv(sheet, 1_500)
+    outbox = Path(settings.outbox_dir)
+    first = _run_import(cli_env, sheet)
+    _kill_when(first, lambda: outbox.exists() and len(list(outbox.glob("*.eml"))) >= 300)
+    mailed_before = len(list(outbox.glob("*.eml")))
+    assert mailed_before < len(addresses)
+    rerun = _run_import(cli_env, sheet)
+    assert rerun.wait(300) == 0, rerun.stderr.read()
+    parser = BytesParser(policy=default_policy)
+    counts = Counter(
+        parser.parse(p.open("rb"), headersonly=True)["To"].addresses[0].addr_spec
+        for p in outbox.glob("*.eml")
+    )
+    assert max(counts.values()) == 1  # nobody twice
+    assert len(counts) >= len(addresses) - CONFIRMATION_CLAIM_BATCH  # at most one batch lost
