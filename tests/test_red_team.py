@@ -3,7 +3,9 @@ CLI and the mailbox. Each test names the finding (review 2026-12, probe number) 
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 import signal
 import subprocess
@@ -18,7 +20,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 from sqlalchemy import func
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from newsletter import audience
 from newsletter.db import read_session, session_scope
@@ -49,6 +51,10 @@ def desk_settings(settings, **changes):
     }
     values.update(changes)
     return load_settings(**values)
+
+
+def _vouch(engine, settings, email: str = "reader@example.org"):
+    return audience.add_subscriber(engine, settings, email, ["optimization"], confirmed=True)
 
 
 def web_app(settings):
@@ -538,3 +544,68 @@ def test_rerun_of_a_killed_double_opt_in_import_mails_nobody_twice(
     )
     assert max(counts.values()) == 1  # nobody twice
     assert len(counts) >= len(addresses) - CONFIRMATION_CLAIM_BATCH  # at most one batch lost
+
+
+# --- 4.4: a deeply nested, validly signed webhook body ---------------------------------------
+
+
+def test_deeply_nested_signed_webhook_body_is_a_400(settings, engine) -> None:
+    import base64
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from newsletter.web import webhooks
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    public = private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    key = base64.b64encode(public).decode()
+    app = web_app(settings.model_copy(update={"sendgrid_webhook_key": key}))
+
+    def post(web: httpx.Client, body: bytes) -> httpx.Response:
+        stamp = str(int(time.time()))
+        signature = private.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+        headers = {
+            webhooks.SIGNATURE_HEADER: base64.b64encode(signature).decode(),
+            webhooks.TIMESTAMP_HEADER: stamp,
+            "Content-Type": "application/json",
+        }
+        return web.post("/webhooks/sendgrid", content=body, headers=headers)
+
+    event = {"email": "x@example.org", "event": "open", "sg_event_id": "e1", "timestamp": 1}
+    with live_server(app) as base, httpx.Client(base_url=base, timeout=30) as web:
+        for depth in (100_000, 40):
+            nested = "[" * depth + "]" * depth
+            resp = post(web, f'[{{"event": "open", "x": {nested}}}]'.encode())
+            assert resp.status_code == 400 and "nested too deeply" in resp.text, resp.text
+        ok = post(web, json.dumps([event | {"extra": {"a": [1, {"b": 2}]}}]).encode())
+        assert ok.status_code == 200, ok.text
+
+
+# --- 6.5: a killed sender's temp files --------------------------------------------------------
+
+
+def test_a_send_removes_temp_files_of_killed_writers(engine, settings, tmp_path) -> None:
+    from newsletter.delivery import send_issue
+    from newsletter.testing.sample_issue import build_sample_issue
+    from newsletter.transports.outbox import OutboxTransport
+
+    with Session(engine) as session:
+        build_sample_issue(session, "2026-04", papers=3)
+    audience.add_subscriber(
+        engine, settings, "reader@example.org", ["optimization"], confirmed=True
+    )
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stray = outbox / f".delivery-000000007.{dead.pid}.tmp"  # as a kill -9 mid-write leaves it
+    stray.write_bytes(b"Subject: half a mess")
+    live = outbox / f".delivery-000000008.{os.getpid()}.tmp"  # a writer still at work
+    live.write_bytes(b"Subject: being written")
+    report = send_issue(engine, settings, "2026-04", transport=OutboxTransport(outbox))
+    assert report.run.sent == 1
+    assert not stray.exists() and live.exists()
+    assert len(list(outbox.glob("delivery-*.eml"))) == 1
