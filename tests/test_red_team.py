@@ -609,3 +609,57 @@ def test_a_send_removes_temp_files_of_killed_writers(engine, settings, tmp_path)
     assert report.run.sent == 1
     assert not stray.exists() and live.exists()
     assert len(list(outbox.glob("delivery-*.eml"))) == 1
+
+
+# --- 1.12, 8.6: the admin token on the preview; the preview cookie --------------------------
+
+
+def _draft(engine, month: str = "2026-06") -> str:
+    from newsletter.testing.sample_issue import build_sample_issue
+
+    with Session(engine) as session:
+        build_sample_issue(session, month, papers=3)
+        session.commit()
+    return f"/issues/{month}/preview"
+
+
+def test_admin_token_guesses_on_the_preview_are_rate_limited(settings, engine) -> None:
+    from newsletter.web.preview import ADMIN_TOKEN_GUESSES
+
+    draft = _draft(engine)
+    with live_server(web_app(desk_settings(settings))) as base, httpx.Client(base_url=base) as web:
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        assert web.get(draft, headers=bearer).status_code == 200  # the right one counts nothing
+        for i in range(ADMIN_TOKEN_GUESSES):
+            guess = {"Authorization": f"Bearer guess-{i}"}
+            assert web.get(draft, headers=guess).status_code == 404
+        assert web.get(draft, headers={"Authorization": "Bearer guess-x"}).status_code == 429
+        assert web.get(f"{draft}/email?token=guess-y").status_code == 429
+        limited = web.get(draft, headers=bearer)  # past the limit, no answer tells
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
+        assert web.get(f"{draft}?token={TOKEN}").status_code == 429
+        assert web.get("/issues").status_code == 200  # the rest of the site is not limited
+
+
+def test_preview_cookie_is_a_desk_session_that_sign_out_ends(settings, engine) -> None:
+    draft = _draft(engine)
+    with live_server(web_app(desk_settings(settings))) as base:
+        with httpx.Client(base_url=base) as web:
+            swap = web.get(f"{draft}?token={TOKEN}")
+            assert swap.status_code == 303 and TOKEN not in str(swap.headers)
+            paths = {c.path for c in web.cookies.jar}
+            assert paths == {"/admin", "/issues"}
+            cookie = next(c.value for c in web.cookies.jar if c.path == "/issues")
+            assert (
+                web.get(draft).status_code == 200 and web.get(f"{draft}/email").status_code == 200
+            )
+            second = httpx.get(f"{base}{draft}?token={TOKEN}")
+            assert second.cookies.get("newsletter_admin") != cookie  # not a constant
+            csrf = csrf_of(web.get("/admin/issues").text)  # the same session on the desk
+            out = web.post("/admin/sign-out", data={"csrf_token": csrf})
+            assert out.status_code == 303
+        replay = httpx.get(f"{base}{draft}", cookies={"newsletter_admin": cookie})
+        assert replay.status_code == 404  # signed out: the preview cookie ended with it
+        with httpx.Client(base_url=base) as web:  # a desk sign-in opens the previews too
+            desk_sign_in(web)
+            assert web.get(draft).status_code == 200
