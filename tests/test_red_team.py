@@ -224,6 +224,17 @@ def test_desk_upload_of_an_alias_bomb_is_a_400_with_the_reason(settings, engine)
         assert session.exec(select(Paper)).all() == []
 
 
+def test_sources_file_refuses_an_alias_bomb(tmp_path) -> None:
+    from newsletter.papers.sources_file import SourcesFileError, load_sources_file
+
+    path = tmp_path / "sources.yaml"
+    path.write_text(billion_laughs("published").replace("papers:", "sources:"))
+    start = time.perf_counter()
+    with pytest.raises(SourcesFileError, match="has aliases .* that stand for more than 10,000"):
+        load_sources_file(path)
+    assert time.perf_counter() - start < 1.0
+
+
 def test_anchors_within_the_bound_still_load(cli, tmp_path) -> None:
     ok = tmp_path / "ok.yaml"
     ok.write_text(
