@@ -11,7 +11,13 @@ Each server is a real uvicorn process (this script started with `--serve`), one 
 - `POST /subscribe` with a distinct address each time: validation, a write transaction,
   a signed link, the confirmation email rendered and written to the outbox.
 
+With `--burst`, a sign-up burst instead (issue 25): 50 concurrent clients post `/subscribe`
+(a new address each time) for 30 s, on SQLite and on a throwaway PostgreSQL cluster, beside
+the minimal app's form POST under the same load; per-request latencies give p50/p99, and
+every non-2xx answer (5xx apart) is counted.
+
 Usage: .venv/bin/python benchmarks/web.py [--seconds 2] [--rounds 3] [--connections 16]
+       .venv/bin/python benchmarks/web.py --burst [--seconds 30] [--connections 50] [--no-pg]
 """
 
 from __future__ import annotations
@@ -66,7 +72,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _prepare(var_dir: Path) -> dict[str, str]:
+def _prepare(var_dir: Path, database_url: str = "") -> dict[str, str]:
     from sqlmodel import Session
 
     from newsletter.bootstrap import init_database
@@ -77,7 +83,7 @@ def _prepare(var_dir: Path) -> dict[str, str]:
     env = {
         **os.environ,
         "NEWSLETTER_VAR_DIR": str(var_dir),
-        "NEWSLETTER_DATABASE_URL": f"sqlite:///{var_dir / 'bench.db'}",
+        "NEWSLETTER_DATABASE_URL": database_url or f"sqlite:///{var_dir / 'bench.db'}",
         "NEWSLETTER_SECRET_KEY": "benchmark-secret-key",
         "NEWSLETTER_POSTAL_ADDRESS": "1 Bench Street",
         "NEWSLETTER_MAIL_BACKEND": "outbox",
@@ -148,6 +154,116 @@ async def _load(
     return done, errors, time.monotonic() - start
 
 
+async def _burst(port: int, make_request, seconds: float, connections: int):
+    """Per-request latencies (ms) and status counts of `connections` clients for `seconds`
+    (after a short warm-up); each client waits for its answer before the next request."""
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    measuring = False
+    stop_at = time.monotonic() + 1.0 + seconds
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while time.monotonic() < stop_at:
+                sent = time.perf_counter()
+                writer.write(make_request(port))
+                status = await _read_response(reader)
+                if measuring:
+                    latencies.append((time.perf_counter() - sent) * 1000)
+                    statuses[status] = statuses.get(status, 0) + 1
+        finally:
+            writer.close()
+
+    tasks = [asyncio.create_task(client()) for _ in range(connections)]
+    await asyncio.sleep(1.0)
+    measuring, start = True, time.monotonic()
+    await asyncio.gather(*tasks)
+    return latencies, statuses, time.monotonic() - start
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
+
+
+def sign_up_burst(seconds: float, connections: int, postgres: bool) -> int:
+    """The sign-up burst of issue 25; exit status 1 on any 5xx."""
+    counter = itertools.count()
+
+    def subscribe_fields() -> list[tuple[str, str]]:
+        n = next(counter)
+        return [("email", f"burst{n}@example.org"), ("topics", "optimization,transformers")]
+
+    def echo_fields() -> list[tuple[str, str]]:
+        return [("email", "burst@example.org"), ("topics", "optimization,transformers")]
+
+    rows: list[tuple[str, list[float], dict[int, int], float]] = []
+    cluster = None
+    with tempfile.TemporaryDirectory(prefix="bench-burst-") as tmp:
+        try:
+            backends = [("SQLite", "")]
+            if postgres:
+                from newsletter.testing.postgres import start_cluster
+
+                cluster = start_cluster()
+                import psycopg
+
+                with psycopg.connect(
+                    f"host=127.0.0.1 port={cluster.port} user=postgres dbname=postgres",
+                    autocommit=True,
+                ) as conn:
+                    conn.execute('CREATE DATABASE "burst"')
+                backends.append(("PostgreSQL", cluster.url("burst")))
+            minimal, minimal_port = _start("minimal", dict(os.environ))
+            try:
+                cases = [("POST /echo form (minimal FastAPI)", minimal_port, echo_fields, "/echo")]
+                servers = []
+                for label, url in backends:
+                    var_dir = Path(tmp) / label
+                    var_dir.mkdir()
+                    proc, port = _start("app", _prepare(var_dir, url))
+                    servers.append(proc)
+                    cases.append(
+                        (f"POST /subscribe, {label}", port, subscribe_fields, "/subscribe")
+                    )
+                try:
+                    for name, port, fields, path in cases:
+                        latencies, statuses, elapsed = asyncio.run(
+                            _burst(port, _post_form(path, fields), seconds, connections)
+                        )
+                        rows.append((name, latencies, statuses, elapsed))
+                finally:
+                    for proc in servers:
+                        proc.terminate()
+                        proc.wait(10)
+            finally:
+                minimal.terminate()
+                minimal.wait(10)
+        finally:
+            if cluster is not None:
+                cluster.stop()
+    print(
+        f"\nSign-up burst: {connections} concurrent clients for {seconds:.0f} s each, "
+        "one uvicorn worker per server\n"
+    )
+    print(
+        f"{'case':<36} {'requests':>9} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'max ms':>8} {'non-2xx':>8} {'5xx':>5}"
+    )
+    failed = False
+    for name, latencies, statuses, elapsed in rows:
+        bad = sum(n for status, n in statuses.items() if not 200 <= status < 300)
+        server_errors = sum(n for status, n in statuses.items() if status >= 500)
+        failed |= server_errors > 0
+        print(
+            f"{name:<36} {len(latencies):>9} {len(latencies) / elapsed:>7.0f} "
+            f"{_percentile(latencies, 0.5):>8.1f} {_percentile(latencies, 0.99):>8.1f} "
+            f"{max(latencies, default=0):>8.1f} {bad:>8} {server_errors:>5}"
+        )
+    return 1 if failed else 0
+
+
 def _get(path: str):
     def build(port: int) -> bytes:
         return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
@@ -172,12 +288,18 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=2.0, help="per case and round")
     parser.add_argument("--rounds", type=int, default=3, help="cases interleaved; best kept")
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--burst", action="store_true", help="the sign-up burst (issue 25)")
+    parser.add_argument("--no-pg", action="store_true", help="burst: SQLite only")
     parser.add_argument("--serve", choices=["minimal", "app"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.port)
         return 0
+    if args.burst:
+        seconds = args.seconds if "--seconds" in sys.argv else 30.0
+        connections = args.connections if "--connections" in sys.argv else 50
+        return sign_up_burst(seconds, connections, postgres=not args.no_pg)
 
     counter = itertools.count()
 

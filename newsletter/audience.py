@@ -253,6 +253,9 @@ def suppression_key(settings: Settings) -> bytes:
 # as SQLite's busy handler sleeps at most between two tries (100 ms), so a waiting writer
 # (a one-click unsubscribe) gets it within one transaction plus one pause.
 IMPORT_PAUSE_SECONDS = 0.1
+# Confirmation mails of an import are claimed (counted) this many at a time, just before
+# they go out: a killed import loses at most this many, and its re-run mails nobody twice.
+CONFIRMATION_CLAIM_BATCH = 50
 
 
 def import_subscribers(
@@ -290,8 +293,13 @@ def import_subscribers(
                     raise
         if engine.dialect.name == "sqlite":
             time.sleep(IMPORT_PAUSE_SECONDS)
-    for due in owed:
-        send_confirmation(settings, due.subscriber, due.topics, catalog)
+    today = lifecycle.utcnow().date().isoformat()
+    for start in range(0, len(owed), CONFIRMATION_CLAIM_BATCH):
+        batch = owed[start : start + CONFIRMATION_CLAIM_BATCH]
+        with session_scope(engine) as session:
+            csv_io.claim_confirmations(session, [due.subscriber.id or 0 for due in batch], today)
+        for due in batch:
+            send_confirmation(settings, due.subscriber, due.topics, catalog)
     return ImportReport(
         imported=len(rows) - len(skip), confirmations_sent=len(owed), suppressed_skipped=len(skip)
     )

@@ -6,6 +6,7 @@ share one file; PostgreSQL goes through psycopg 3.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,9 @@ def _set_sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped
     cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
+    # Deleted content is overwritten with zeros (an erase must leave no copy in the file);
+    # some builds default to it, the project does not rely on that.
+    cur.execute("PRAGMA secure_delete=ON")
     cur.close()
 
 
@@ -79,16 +83,44 @@ def dispose_engines() -> None:
     _readers.clear()
 
 
+_write_gates: dict[int, tuple[Engine, threading.RLock]] = {}
+_gates_lock = threading.Lock()
+
+
+def _write_gate(engine: Engine) -> threading.RLock | None:
+    """SQLite: one lock per engine that this process's writers queue on, in turn.
+
+    Without it, threads that find SQLite's write lock taken sleep in its busy handler
+    (1, 2, 5 ... 100 ms) and may lose to newcomers again and again: under a burst of 50
+    sign-ups some waited seconds. Blocked on this lock instead they wake as it is released.
+    Other processes still meet at SQLite's own lock (busy_timeout).
+    """
+    if engine.dialect.name != "sqlite":
+        return None
+    with _gates_lock:
+        found = _write_gates.get(id(engine))
+        if found is None or found[0] is not engine:
+            found = _write_gates[id(engine)] = (engine, threading.RLock())
+    return found[1]
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """A session that commits on success and rolls back on error."""
-    with Session(engine, expire_on_commit=False) as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    gate = _write_gate(engine)
+    # Past the busy timeout, go on anyway: SQLite's own lock still decides.
+    held = gate.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000) if gate is not None else False
+    try:
+        with Session(engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+    finally:
+        if held:
+            gate.release()  # type: ignore[union-attr]
 
 
 def reader(engine: Engine) -> Engine:

@@ -86,12 +86,14 @@ def parse_import(text: str, known_topics: Collection[str]) -> list[ImportRow]:
             continue
         seen[email] = number
         try:
-            topics = lifecycle.clean_topics((record.get("topics") or "").split(";"), known_topics)
+            topics = lifecycle.clean_topics(
+                lifecycle.split_topics([record.get("topics") or ""], ";"), known_topics
+            )
         except lifecycle.UnknownTopics as exc:
             errors.append(f"row {number}, column 'topics': {exc}")
             continue
         name = _unquote((record.get("name") or "").strip())
-        if len(name) > 200 or any(ch in name for ch in "\r\n"):
+        if len(name) > 200 or any(ch in name for ch in lifecycle.LINE_BREAKS):
             errors.append(f"row {number}, column 'name': too long or contains a line break")
             continue
         rows.append(ImportRow(number, email, tuple(topics), name))
@@ -198,8 +200,9 @@ def write_chunk(
                     "confirmed_at": now if confirmed else None,
                     "suppressed_reason": "",
                     "token_version": secrets.randbelow(2**30) + 1,
-                    "confirmations_sent_on": "" if confirmed else today,
-                    "confirmations_sent_count": 0 if confirmed else 1,
+                    # claimed only as the mail goes out (claim_confirmations)
+                    "confirmations_sent_on": "",
+                    "confirmations_sent_count": 0,
                 }
                 for r in fresh
             ],
@@ -213,6 +216,7 @@ def write_chunk(
     owed_ids: list[int] = []
     updates: list[dict[str, object]] = []
     keep_topics: set[int] = set()  # active/paused people asked again keep their topics
+    unchanged: set[int] = set()  # consent already on record: no second record
     for r in rows:
         old = existing.get(r.email)
         if old is None:
@@ -223,21 +227,24 @@ def write_chunk(
         if old.status == SubscriberStatus.SUPPRESSED:
             continue
         if confirmed:
+            if old.status == SubscriberStatus.ACTIVE:
+                unchanged.add(old.id)  # e.g. a re-run of an interrupted import
             updates.append({"b_id": old.id, "b_name": r.name[:200]})
             continue
         if old.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED):
             keep_topics.add(old.id)
-        count = old.confirmations_sent_count if old.confirmations_sent_on == today else 0
-        due = count < lifecycle.MAX_CONFIRMATIONS_PER_DAY
+        # An import mails a person at most once a day: a re-run after a kill mails only
+        # those whose confirmation had not gone out yet.
+        if old.confirmations_sent_on == today and old.confirmations_sent_count > 0:
+            unchanged.add(old.id)
+            continue
         updates.append(
             {
                 "b_id": old.id,
                 "b_status": old.status if old.id in keep_topics else SubscriberStatus.PENDING,
-                "b_count": count + 1 if due else count,
             }
         )
-        if due:
-            owed_ids.append(old.id)
+        owed_ids.append(old.id)
     not_suppressed = table.c.status != SubscriberStatus.SUPPRESSED
     if updates and confirmed:
         session.execute(
@@ -255,11 +262,7 @@ def write_chunk(
         session.execute(
             update(table)
             .where(table.c.id == bindparam("b_id"), not_suppressed)
-            .values(
-                status=bindparam("b_status"),
-                confirmations_sent_on=today,
-                confirmations_sent_count=bindparam("b_count"),
-            ),
+            .values(status=bindparam("b_status")),
             updates,
         )
     written = [r for r in rows if r.email in ids and _writable(existing.get(r.email))]
@@ -290,9 +293,29 @@ def write_chunk(
                 "source": source[:64],
             }
             for r in written
+            if ids[r.email] not in unchanged
         ],
     )
     return _owed(session, owed_ids, {ids[r.email]: list(r.topics) for r in written}, keep_topics)
+
+
+def claim_confirmations(session: Session, subscriber_ids: list[int], today: str) -> None:
+    """Count one confirmation email for `today` for each of these people, just before their
+    mails go out: a kill between the claim and the sending loses those mails (the person
+    can ask again), it never sends one twice."""
+    table = Subscriber.__table__  # type: ignore[attr-defined]
+    session.execute(
+        update(table)
+        .where(bulk.one_of(session, table.c.id, subscriber_ids))
+        .values(
+            confirmations_sent_count=case(
+                (table.c.confirmations_sent_on == today, table.c.confirmations_sent_count + 1),
+                else_=1,
+            ),
+            confirmations_sent_on=today,
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _writable(old: Row[Any] | None) -> bool:

@@ -17,13 +17,15 @@ import hashlib
 import hmac
 import re
 import secrets
+import unicodedata
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
+from confusable_homoglyphs import categories, confusables
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlmodel import Session, select
 
 from subscribers import bulk
@@ -39,6 +41,10 @@ from subscribers.tokens import TokenClaims
 
 MAX_EMAIL_INPUT = 320  # longer input is refused before it reaches the validator
 MAX_CONFIRMATIONS_PER_DAY = 3
+# Topic input is capped before any work: far above the taxonomy's size (a handful), far
+# below what costs anything. Characters include the separators between slugs.
+MAX_TOPICS = 64
+MAX_TOPIC_INPUT = MAX_TOPICS * 65
 
 
 class SubscriberError(ValueError):
@@ -51,6 +57,10 @@ class InvalidEmail(SubscriberError):
 
 class UnknownTopics(SubscriberError):
     pass
+
+
+class TooManyTopics(UnknownTopics):
+    """More topic values than the taxonomy could ever hold."""
 
 
 class NotSubscribed(SubscriberError):
@@ -70,6 +80,8 @@ def normalize_email(raw: str) -> str:
         raise InvalidEmail("that email address is too long")
     if any(ch in value for ch in "\r\n\0"):
         raise InvalidEmail("an email address cannot contain line breaks")
+    # NFKC: fullwidth and other compatibility spellings are the same person as the plain one.
+    value = unicodedata.normalize("NFKC", value)
     local, _, domain = value.rpartition("@")
     if _PLAIN_LOCAL_PART.match(local) and len(local) <= 64:
         # The common case, fast (bulk imports): a plain ASCII local part needs no
@@ -85,7 +97,30 @@ def normalize_email(raw: str) -> str:
     # SMTP limits (RFC 5321 4.5.3.1) that the validator leaves to its strict mode.
     if len(info.local_part) > 64 or len(info.normalized) > 254:
         raise InvalidEmail("that email address is too long")
+    _refuse_confusable(info.local_part, "the part before the @")
+    _refuse_confusable_domain(info.domain)
     return info.normalized.lower()
+
+
+def _refuse_confusable(text: str, where: str) -> None:
+    """Refuse text mixing scripts with look-alike letters (Latin with a Cyrillic "а"): in
+    the spirit of Unicode TS 39's mixed-script confusable check, so that one address cannot
+    pass for another on the desk. A single script of any kind is fine."""
+    if text.isascii():
+        return
+    if confusables.is_dangerous(text, preferred_aliases=[]):
+        scripts = sorted(
+            s.title() for s in categories.unique_aliases(text) - {"COMMON", "INHERITED"}
+        )
+        raise InvalidEmail(
+            f"{where} mixes look-alike letters of different scripts ({' and '.join(scripts)}); "
+            "please type the address in one script"
+        )
+
+
+def _refuse_confusable_domain(domain: str) -> None:
+    for label in domain.split("."):
+        _refuse_confusable(label, "the domain")
 
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -96,23 +131,50 @@ _PLAIN_LOCAL_PART = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*\Z")
 def _checked_domain(domain: str) -> str:
     """The validator's normalised form of a domain (exceptions are not cached)."""
     try:
-        return validate_email(f"x@{domain}", check_deliverability=False).domain
+        checked = validate_email(f"x@{domain}", check_deliverability=False).domain
     except EmailNotValidError as exc:
         raise InvalidEmail(f"that is not a valid email address: {exc}") from None
+    _refuse_confusable_domain(checked)
+    return checked
+
+
+def split_topics(values: Iterable[str], separator: str = ",") -> list[str]:
+    """Topic input from one or more fields, split on `separator`.
+
+    Longer input than any real choice could be is refused before it is split, so a request
+    costs the same small amount whatever it sends.
+    """
+    parts: list[str] = []
+    size = 0
+    for value in values:
+        size += len(value)
+        if size > MAX_TOPIC_INPUT:
+            raise TooManyTopics(f"too many topics (at most {MAX_TOPICS})")
+        parts.extend(value.split(separator))
+    return parts
 
 
 def clean_topics(topics: Iterable[str], known_topics: Collection[str]) -> list[str]:
-    """De-duplicated topic slugs in the order given; unknown slugs are an error naming them."""
-    chosen: list[str] = []
-    for slug in topics:
+    """De-duplicated topic slugs in the order given; unknown slugs are an error naming them.
+
+    Linear and bounded: at most MAX_TOPICS values are looked at (more is refused), each
+    checked against the taxonomy as it comes.
+    """
+    chosen: dict[str, None] = {}  # insertion-ordered set
+    unknown: list[str] = []
+    for count, slug in enumerate(topics, 1):
+        if count > MAX_TOPICS:
+            raise TooManyTopics(f"too many topics (at most {MAX_TOPICS})")
         slug = slug.strip()
-        if slug and slug not in chosen:
-            chosen.append(slug)
-    unknown = [s for s in chosen if s not in known_topics]
+        if not slug or slug in chosen:
+            continue
+        if slug not in known_topics:
+            unknown.append(slug)
+        chosen[slug] = None
     if unknown:
         shown = ", ".join(repr(s[:64]) for s in unknown[:5])
         raise UnknownTopics(f"unknown topic {shown}")
-    return chosen
+    return list(chosen)
 
 
 def get_by_email(session: Session, email: str) -> Subscriber | None:
@@ -190,12 +252,30 @@ def _record(
     )
 
 
+LINE_BREAKS = "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\0"
+
+
+def clean_name(name: str) -> str:
+    """A display name: one line (an export row or a header must not break on it)."""
+    if any(ch in name for ch in LINE_BREAKS):
+        raise SubscriberError("a name cannot contain line breaks")
+    return name.strip()[:200]
+
+
 def _new_subscriber(email: str, name: str, status: str) -> Subscriber:
     # A random starting token version: if a database reuses the id of an erased row, links
     # sent to the erased person still do not match the newcomer.
     return Subscriber(
-        email=email, name=name[:200], status=status, token_version=secrets.randbelow(2**30) + 1
+        email=email, name=clean_name(name), status=status, token_version=_fresh_token_version()
     )
+
+
+def _fresh_token_version() -> int:
+    return secrets.randbelow(2**30) + 1
+
+
+def _next_token_version(version: int) -> int:
+    return version + 1 if version < 2**31 - 1 else 1
 
 
 @dataclass(frozen=True)
@@ -249,6 +329,10 @@ def subscribe(
         reason = "new"
     elif sub.status in (SubscriberStatus.PENDING, SubscriberStatus.UNSUBSCRIBED):
         reason = "resubscribe" if sub.status == SubscriberStatus.UNSUBSCRIBED else "pending"
+        if sub.status == SubscriberStatus.UNSUBSCRIBED:
+            # Links mailed before the unsubscribe stop working: an old confirmation must
+            # not re-activate an address that someone has just asked for again.
+            sub.token_version = _next_token_version(sub.token_version)
         sub.status = SubscriberStatus.PENDING
         _set_topics(session, sub, chosen)
     elif sub.status == SubscriberStatus.SUPPRESSED:
@@ -287,9 +371,24 @@ def confirm(
         return False
     if subscriber.status != SubscriberStatus.PENDING:
         raise NotSubscribed("this confirmation link is no longer valid; please subscribe again")
-    subscriber.status = SubscriberStatus.ACTIVE
-    subscriber.confirmed_at = utcnow()
-    subscriber.unsubscribed_at = None
+    # The update itself decides: of two confirmations at once (PostgreSQL, READ COMMITTED,
+    # both read "pending"), the second waits for the first's row lock, then matches no row.
+    now = utcnow()
+    changed = session.execute(
+        update(Subscriber)
+        .where(
+            Subscriber.id == subscriber.id,  # type: ignore[arg-type]
+            Subscriber.status == SubscriberStatus.PENDING,  # type: ignore[arg-type]
+            Subscriber.token_version == subscriber.token_version,  # type: ignore[arg-type]
+        )
+        .values(status=SubscriberStatus.ACTIVE, confirmed_at=now, unsubscribed_at=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.refresh(subscriber)
+    if changed != 1:
+        if subscriber.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED):
+            return False
+        raise NotSubscribed("this confirmation link is no longer valid; please subscribe again")
     _record(
         session,
         subscriber,
@@ -330,13 +429,15 @@ def add_confirmed(
     elif sub.status == SubscriberStatus.SUPPRESSED:
         raise SubscriberError(f"{address} is suppressed ({sub.suppressed_reason or 'bounced'})")
     if name:
-        sub.name = name[:200]
-    if sub.status != SubscriberStatus.ACTIVE or sub.confirmed_at is None:
+        sub.name = clean_name(name)
+    already = sub.status == SubscriberStatus.ACTIVE and sub.confirmed_at is not None
+    if not already:
         sub.confirmed_at = sub.confirmed_at or utcnow()
     sub.status = SubscriberStatus.ACTIVE
     sub.unsubscribed_at = None
     _set_topics(session, sub, chosen)
-    _record(session, sub, "vouched", consent_text_version=consent_text_version, source=source)
+    if not already:  # consent already on record is not recorded twice
+        _record(session, sub, "vouched", consent_text_version=consent_text_version, source=source)
     session.flush()
     return sub
 
@@ -421,7 +522,7 @@ def erase(session: Session, email: str, *, suppression_key: bytes) -> bool:
         if session.get(SuppressedAddress, digest) is None:
             session.add(SuppressedAddress(address_hash=digest, reason=sub.suppressed_reason))
     # Bump first so a link that races the delete cannot match a half-erased row.
-    sub.token_version += 1
+    sub.token_version = _next_token_version(sub.token_version)
     session.flush()
     session.delete(sub)
     session.flush()

@@ -136,7 +136,12 @@ def remove(email: str = typer.Argument(..., help="The address to erase.")) -> No
 
     with session_scope(engine()) as session:
         try:
-            erased = erase_person(session, email, suppression_key=suppression_key(settings()))
+            erased = erase_person(
+                session,
+                email,
+                suppression_key=suppression_key(settings()),
+                outbox_dir=settings().outbox_dir,
+            )
         except lifecycle.SubscriberError as exc:
             fail(f"{email!r}: {exc}")
     if not erased:

@@ -174,6 +174,7 @@ def send_issue(
     recovered = store.recover_abandoned(engine, issue.id)  # type: ignore[arg-type]
     own_transport = transport is None
     transport = transport or get_transport(settings)
+    _begin_send(transport)
     try:
         run = IssueRun(
             engine,
@@ -209,6 +210,13 @@ def send_issue(
     )
 
 
+def _begin_send(transport: Transport) -> None:
+    """A transport that keeps files (the outbox) tidies what a killed sender left."""
+    begin = getattr(transport, "begin_send", None)
+    if callable(begin):
+        begin()
+
+
 def drain(
     engine: Engine,
     settings: Settings,
@@ -234,6 +242,7 @@ def drain(
         return 0
     own_transport = transport is None
     transport = transport or get_transport(settings)
+    _begin_send(transport)
     limiter = RateLimiter(settings.send_rate)
     processed = 0
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import func, or_
 from sqlmodel import Session, select
@@ -149,7 +150,13 @@ def suppress(session: Session, subscriber_id: int, reason: str, actor: str) -> b
 
 
 def erase(
-    session: Session, subscriber_id: int, confirm_email: str, actor: str, *, suppression_key: bytes
+    session: Session,
+    subscriber_id: int,
+    confirm_email: str,
+    actor: str,
+    *,
+    suppression_key: bytes,
+    outbox_dir: Path | None = None,
 ) -> None:
     """Erase the person as `subscribers remove` does (deliveries and provider events too);
     `confirm_email` must repeat their address (the confirmation)."""
@@ -157,5 +164,5 @@ def erase(
     sub = get(session, subscriber_id)
     if confirm_email.strip().lower() != sub.email.lower():
         raise NewsletterError("type the subscriber's address exactly to confirm the erasure")
-    erase_person(session, sub.email, suppression_key=suppression_key)
+    erase_person(session, sub.email, suppression_key=suppression_key, outbox_dir=outbox_dir)
     audit.record(session, actor, "subscriber.erase", f"subscriber #{subscriber_id}", "erased")

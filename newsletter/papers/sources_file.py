@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from newsletter.errors import NewsletterError
+from newsletter.papers import bounded_yaml
 from newsletter.papers.tagging import TopicRule, keyword_hits, text_words
 from newsletter.papers.validation import PaperRecord
 
@@ -150,7 +151,9 @@ def load_sources_file(path: Path) -> SourcesFile:
     except UnicodeDecodeError:
         raise SourcesFileError(f"{path}: is not valid UTF-8") from None
     try:
-        doc = yaml.safe_load(text)
+        doc = bounded_yaml.safe_load(text)
+    except bounded_yaml.TooManyAliases as exc:
+        raise SourcesFileError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -7,6 +7,7 @@ single place that knows the rules, so a file fails the same way whatever its for
 from __future__ import annotations
 
 import re
+import reprlib
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -130,6 +131,17 @@ class PaperRecord:
 _NON_WORD = re.compile(r"[\W_]+")
 
 
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 60
+_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = 3
+_SHOWN.maxlevel = 2
+
+
+def shown(value: Any) -> str:
+    """A bounded repr for error messages: input may be huge (or a YAML alias bomb)."""
+    return _SHOWN.repr(value)
+
+
 def normalize_title(title: str) -> str:
     """Case, accents, punctuation and spacing removed: the de-duplication key for titles."""
     text = title
@@ -146,13 +158,15 @@ def normalize_arxiv_id(value: str) -> str:
         m = pattern.match(text)
         if m:
             return m.group(1)
-    raise ValueError(f"is not an arXiv id such as 2604.01234 or hep-th/9901001 (got {value!r})")
+    raise ValueError(
+        f"is not an arXiv id such as 2604.01234 or hep-th/9901001 (got {shown(value)})"
+    )
 
 
 def normalize_doi(value: str) -> str:
     text = _DOI_PREFIX.sub("", value.strip()).lower()
     if not re.match(r"^10\.\d{4,9}/\S+$", text) or len(text) > MAX_DOI:
-        raise ValueError(f"is not a DOI such as 10.1234/abc (got {value!r})")
+        raise ValueError(f"is not a DOI such as 10.1234/abc (got {shown(value)})")
     return text
 
 
@@ -163,7 +177,7 @@ def parse_published(value: Any) -> tuple[date, bool]:
     if isinstance(value, date):
         return value, True
     if not isinstance(value, str):
-        raise ValueError(f"must be YYYY-MM, YYYY-MM-DD or 'Jun 2026' (got {value!r})")
+        raise ValueError(f"must be YYYY-MM, YYYY-MM-DD or 'Jun 2026' (got {shown(value)})")
     text = value.strip()
     try:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
@@ -177,7 +191,7 @@ def parse_published(value: Any) -> tuple[date, bool]:
             return datetime.fromisoformat(text.replace("Z", "+00:00")).date(), True
     except ValueError:
         pass
-    raise ValueError(f"must be YYYY-MM, YYYY-MM-DD or 'Jun 2026' (got {value!r})")
+    raise ValueError(f"must be YYYY-MM, YYYY-MM-DD or 'Jun 2026' (got {shown(value)})")
 
 
 def clean_text(value: Any, *, limit: int, one_line: bool) -> str:
@@ -216,7 +230,7 @@ def _split_list(value: Any, seps: str) -> list[str]:
             if isinstance(item, dict) and "name" in item:
                 item = item["name"]
             if not isinstance(item, str):
-                raise ValueError(f"must be a list of text (got an item {item!r})")
+                raise ValueError(f"must be a list of text (got an item {shown(item)})")
             if item.strip():
                 out.append(item.strip())
         return out

@@ -2,7 +2,8 @@
 
 Files are written atomically (temp file, then rename) and named by delivery id, so a resent
 batch overwrites rather than duplicates, and a reader never sees half a message. Mails
-outside a send (no delivery id) are named `mail-<UTC time>-<random>`.
+outside a send (no delivery id) are named `mail-<UTC time>-<random>`. A send starts by
+removing the temp files of writers that were killed mid-message.
 """
 
 from __future__ import annotations
@@ -58,5 +59,27 @@ class OutboxTransport:
             )
         return results
 
+    def begin_send(self) -> int:
+        """Remove temp files left by a writer that died mid-message (kill -9); a live
+        writer's are kept (the pid in their name). Called when a send starts; returns how
+        many were removed."""
+        removed = 0
+        for tmp in self.directory.glob(".*.tmp"):
+            pid = tmp.name.rsplit(".", 2)[-2]
+            if pid.isdigit() and not _alive(int(pid)):
+                tmp.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
     def close(self) -> None:
         pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 HONEYPOT_FIELD = "website"  # hidden from people; bots that fill every field give themselves away
 MAX_FORM_FIELDS = 100
+MAX_FORM_BYTES = 16 * 1024  # the subscribe and preferences forms fill well under 1 KB
 
 
 def _landing_context(request: Request) -> dict[str, object]:
@@ -46,7 +47,13 @@ def landing(request: Request) -> HTMLResponse:
 
 
 async def read_form(request: Request) -> FormData | None:
-    """The posted form, or None when the body is not a form we accept (too many fields...)."""
+    """The posted form, or None when the body is not a form we accept (too many fields,
+    more bytes than the form can hold: parsing 5 MB of form costs more than refusing it)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+        return None
+    if len(await request.body()) > MAX_FORM_BYTES:  # chunked; the body stays for form()
+        return None
     try:
         return await request.form(max_fields=MAX_FORM_FIELDS, max_files=0)
     except (StarletteHTTPException, MultiPartException):  # Starlette's 400 for a bad form
@@ -54,8 +61,10 @@ async def read_form(request: Request) -> FormData | None:
 
 
 def topics_from_form(form: FormData) -> list[str]:
-    """`topics` may repeat (checkboxes) and each value may hold several slugs joined by commas."""
-    return [slug for value in form.getlist("topics") for slug in str(value).split(",")]
+    """`topics` may repeat (checkboxes) and each value may hold several slugs joined by commas.
+
+    Raises lifecycle.TooManyTopics, before splitting, for more input than any real choice."""
+    return lifecycle.split_topics(str(value) for value in form.getlist("topics"))
 
 
 @router.post("/subscribe", response_class=HTMLResponse)
@@ -74,7 +83,10 @@ async def subscribe(request: Request) -> HTMLResponse:
     if form is None:
         return error_page(request, 400, "Form not understood", "Please use the subscribe form.")
     email = form.get("email")
-    topics = topics_from_form(form)
+    try:
+        topics = topics_from_form(form)
+    except lifecycle.TooManyTopics as exc:
+        return error_page(request, 400, "Form not understood", f"{str(exc).capitalize()}.")
     if form.get(HONEYPOT_FIELD):
         return render_page(request, "check_inbox.html")
     settings = request.app.state.settings

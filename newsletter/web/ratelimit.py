@@ -23,6 +23,15 @@ class ClientRateLimiter:
         self._counts: OrderedDict[str, list[float]] = OrderedDict()  # key -> [start, count]
         self._lock = threading.Lock()
 
+    def wait(self, key: str, now: float | None = None) -> float:
+        """Seconds until `key` may try again (0: it may now), without counting a request."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            entry = self._counts.get(key)
+            if entry is None or now - entry[0] >= self.window or entry[1] < self.limit:
+                return 0.0
+            return max(1.0, self.window - (now - entry[0]))
+
     def hit(self, key: str, now: float | None = None) -> float:
         """Count one request; 0 when allowed, else seconds until the client may retry."""
         now = time.monotonic() if now is None else now

@@ -12,19 +12,30 @@ from starlette.types import ASGIApp
 from newsletter.settings import Settings
 
 _TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s\"]*", re.IGNORECASE)
+# Paths whose last segment is a secret: the desk sign-in link (not its token form) and
+# every subscriber link. Mail scanners open them before people do; a log reader must not
+# be able to replay them.
+_SECRET_IN_PATH = re.compile(
+    r"(/admin/sign-in/)(?!token(?:[/?\s\"]|$))[^/?\s\"]+"
+    r"|(/(?:confirm|preferences|unsubscribe|resubscribe)/)[^/?\s\"]+"
+)
+
+
+def redact(text: str) -> str:
+    """`text` with every secret a request line can carry replaced by `[redacted]`."""
+    text = _TOKEN_IN_QUERY.sub(r"\1[redacted]", text)
+    return _SECRET_IN_PATH.sub(lambda m: f"{m.group(1) or m.group(2)}[redacted]", text)
 
 
 class RedactTokenFilter(logging.Filter):
-    """Access-log lines show `?token=[redacted]`: the admin token must never reach a log."""
+    """Access-log lines carry no secret: `?token=[redacted]` (the admin token), and
+    `[redacted]` for the sign-in link's secret and subscriber tokens in paths."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(
-                _TOKEN_IN_QUERY.sub(r"\1[redacted]", a) if isinstance(a, str) else a
-                for a in record.args
-            )
-        if isinstance(record.msg, str) and "token=" in record.msg:
-            record.msg = _TOKEN_IN_QUERY.sub(r"\1[redacted]", record.msg)
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
         return True
 
 

@@ -121,9 +121,11 @@ async def update_preferences(request: Request, token: str) -> HTMLResponse:
     if form is None:
         return error_page(request, 400, "Form not understood", "Please use the preferences form.")
     action = str(form.get("action") or "save")
-    return await run_in_threadpool(
-        _save_preferences, request, token, action, topics_from_form(form)
-    )
+    try:
+        topics = topics_from_form(form)
+    except lifecycle.TooManyTopics as exc:
+        return error_page(request, 400, "Form not understood", f"{str(exc).capitalize()}.")
+    return await run_in_threadpool(_save_preferences, request, token, action, topics)
 
 
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse)

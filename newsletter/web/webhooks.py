@@ -35,6 +35,23 @@ SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 
 
+MAX_JSON_DEPTH = 16  # a list of events whose values are at most a list or object deep
+
+
+def _deeper_than(value: object, limit: int) -> bool:
+    """True when containers nest more than `limit` deep (iterative: no recursion)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in item)
+    return False
+
+
 @router.post("/webhooks/sendgrid")
 async def sendgrid_events(request: Request) -> JSONResponse:
     settings = request.app.state.settings
@@ -53,8 +70,12 @@ async def sendgrid_events(request: Request) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=403)
     try:
         events = json.loads(body)
+    except RecursionError:  # a RuntimeError, not a ValueError
+        return JSONResponse({"error": "body is nested too deeply"}, status_code=400)
     except ValueError:
         return JSONResponse({"error": "body is not JSON"}, status_code=400)
+    if _deeper_than(events, MAX_JSON_DEPTH):
+        return JSONResponse({"error": "body is nested too deeply"}, status_code=400)
 
     def record():  # type: ignore[no-untyped-def]
         with session_scope(request.app.state.engine) as session:

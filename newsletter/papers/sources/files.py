@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from newsletter.papers import bounded_yaml
 from newsletter.papers.validation import RecordError
 
 CSV_REQUIRED = ("title", "summary", "published")
@@ -53,7 +54,9 @@ def read_json(data: bytes) -> list[Any]:
 def read_yaml(data: bytes) -> list[Any]:
     text = decode_utf8(data)
     try:
-        doc = yaml.safe_load(text)
+        doc = bounded_yaml.safe_load(text)
+    except bounded_yaml.TooManyAliases as exc:
+        raise RecordError(str(exc)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

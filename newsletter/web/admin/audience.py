@@ -224,7 +224,12 @@ def erase(request: Request, subscriber_id: int, post: Posted = Depends(posted)) 
         post,
         subscriber_id,
         lambda s: people.erase(
-            s, subscriber_id, post.get("confirm_email"), post.editor.email, suppression_key=key
+            s,
+            subscriber_id,
+            post.get("confirm_email"),
+            post.editor.email,
+            suppression_key=key,
+            outbox_dir=request.app.state.settings.outbox_dir,
         ),
         "/admin/subscribers?done=erase",
     )

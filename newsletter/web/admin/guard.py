@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -21,7 +21,30 @@ from newsletter.web.pages import render_page
 
 SESSION_COOKIE = "newsletter_desk"
 COOKIE_PATH = "/admin"
+# The same desk session, sent to the issue previews (`/issues/...`), where drafts need it.
+PREVIEW_COOKIE = "newsletter_admin"
+PREVIEW_COOKIE_PATH = "/issues"
 MAX_FIELDS = 300
+
+
+def set_session_cookies(response: Response, settings: Settings, cookie: str) -> None:
+    """One desk session, two cookie paths (the desk and the previews): signing out ends
+    both, since the server revokes the session itself."""
+    for name, path in ((SESSION_COOKIE, COOKIE_PATH), (PREVIEW_COOKIE, PREVIEW_COOKIE_PATH)):
+        response.set_cookie(
+            name,
+            cookie,
+            max_age=int(settings.session_hours * 3600),
+            path=path,
+            httponly=True,
+            samesite="strict",
+            secure=settings.base_url.startswith("https://"),
+        )
+
+
+def clear_session_cookies(response: Response) -> None:
+    for name, path in ((SESSION_COOKIE, COOKIE_PATH), (PREVIEW_COOKIE, PREVIEW_COOKIE_PATH)):
+        response.delete_cookie(name, path=path, httponly=True, samesite="strict")
 
 
 def require_desk(request: Request) -> Settings:

@@ -18,14 +18,15 @@ from newsletter.db import session_scope
 from newsletter.desk import auth
 from newsletter.settings import Settings
 from newsletter.web.admin.guard import (
-    COOKIE_PATH,
     SESSION_COOKIE,
     Posted,
     back_to,
+    clear_session_cookies,
     desk_page,
     posted,
     read_desk_form,
     require_desk,
+    set_session_cookies,
 )
 from newsletter.web.pages import error_page
 from newsletter.web.ratelimit import ClientRateLimiter
@@ -64,15 +65,7 @@ def _signed_in(
         cookie = auth.start_session(session, settings, email)
         audit.record(session, email, "desk.sign_in", "", f"{method} from {client_address(request)}")
     response = back_to(_next(target))
-    response.set_cookie(
-        SESSION_COOKIE,
-        cookie,
-        max_age=int(settings.session_hours * 3600),
-        path=COOKIE_PATH,
-        httponly=True,
-        samesite="strict",
-        secure=settings.base_url.startswith("https://"),
-    )
+    set_session_cookies(response, settings, cookie)
     return response
 
 
@@ -178,5 +171,5 @@ def sign_out(request: Request, post: Posted = Depends(posted)) -> Response:
         auth.end_session(session, settings, request.cookies.get(SESSION_COOKIE, ""))
         audit.record(session, post.editor.email, "desk.sign_out")
     response = back_to("/admin/sign-in")
-    response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
+    clear_session_cookies(response)
     return response
