@@ -130,6 +130,24 @@ def send_welcome(
     _send_one(settings, subscriber, email.subject, email.html, email.text, headers)
 
 
+def send_link(settings: Settings, subscriber: Subscriber) -> None:
+    """Mail a person the signed link to their preferences (they lost the old emails)."""
+    links = links_for(settings, subscriber)
+    email = render_transactional(
+        "link", settings, email=subscriber.email, action_url=links.preferences, topics=[]
+    )
+    _send_one(settings, subscriber, email.subject, email.html, email.text)
+
+
+def record_link_request(engine: Engine, email: str) -> Subscriber | None:
+    """Who is owed their preferences link for `email` (the limit counted), else None.
+
+    Raises lifecycle.SubscriberError only for an address that is not one (format, not
+    whether it is known). The web route mails after its answer, as for subscribing."""
+    with session_scope(engine) as session:
+        return lifecycle.claim_link_mail(session, email)
+
+
 @dataclass(frozen=True)
 class ConfirmationDue:
     """A confirmation email that is owed, to send once the request's transaction is over."""

@@ -1,4 +1,4 @@
-"""The confirmation and welcome emails: one person each, so fully filled, no placeholders."""
+"""The confirmation, welcome and "your link" emails: one person each, so fully filled."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from newsletter.rendering.message import RenderedEmail, header_safe
 from newsletter.rendering.templates import render_email_parts
 from newsletter.settings import Settings
 
-TransactionalKind = Literal["confirmation", "welcome"]
+TransactionalKind = Literal["confirmation", "welcome", "link"]
 
 
 def render_transactional(
@@ -34,16 +34,22 @@ def render_transactional(
     elif kind == "welcome":
         subject = f"Welcome to {settings.title}"
         reason = f"You receive this email because {email} subscribed to {settings.title}."
+    elif kind == "link":
+        subject = f"Your link to manage {settings.title}"
+        reason = (
+            f'You received this email because {email} was entered in the "email me my link" '
+            f"form of {settings.title}."
+        )
     else:
         raise ValueError(f"unknown transactional email {kind!r}")
     context = {
         "title": settings.title,
         "subject": subject,
-        "preheader": (
-            "Confirm your subscription: one click and you're in."
-            if kind == "confirmation"
-            else "Your topics and how to change them."
-        ),
+        "preheader": {
+            "confirmation": "Confirm your subscription: one click and you're in.",
+            "welcome": "Your topics and how to change them.",
+            "link": "The link to your preferences, as you asked.",
+        }[kind],
         "email": email,
         "action_url": action_url,
         "topics": list(topics),

@@ -1,0 +1,171 @@
+"""The reader's way back in, against a real uvicorn server on SQLite and PostgreSQL:
+"email me my link" (same answer for any address, mails only known ones, limited) and
+"subscribe again" from a revisited unsubscribe link (a fresh double opt-in)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from sqlmodel import Session, select
+
+from newsletter.settings import Settings, load_settings
+from newsletter.testing.live_server import free_port, live_server
+from newsletter.web.app import create_app
+from subscribers import lifecycle
+from subscribers.models import ConsentRecord, Subscriber
+from tests.test_web import links_in, mails, subscriber
+
+
+@pytest.fixture
+def site(db_url, tmp_path, engine) -> Iterator[tuple[httpx.Client, Settings]]:
+    """A live server whose links point at itself, and an HTTP client for it."""
+    port = free_port()
+    settings = load_settings(
+        var_dir=tmp_path / "var",
+        database_url=db_url,
+        base_url=f"http://127.0.0.1:{port}",
+        secret_key="reader-test-secret-0123456789abcdef",
+        postal_address="1 Test Street, Testville",
+        _env_file=None,
+    )
+    app = create_app(settings, bind_host="127.0.0.1")
+    with (
+        live_server(app, port=port) as base_url,
+        httpx.Client(base_url=base_url, follow_redirects=False, timeout=20) as http,
+    ):
+        yield http, settings
+
+
+def wait_for_mails(settings: Settings, count: int, timeout: float = 10) -> list:
+    """The outbox once it holds `count` mails (they are written after the answer)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = mails(settings)
+        if len(found) >= count:
+            return found
+        time.sleep(0.05)
+    return mails(settings)
+
+
+def subscribe_and_confirm(http, settings, email: str, topics: list[str]) -> dict[str, str]:
+    before = len(mails(settings))
+    assert http.post("/subscribe", data={"email": email, "topics": topics}).status_code == 200
+    confirm = links_in(wait_for_mails(settings, before + 1)[-1])["confirm"]
+    assert http.post(confirm).status_code == 200
+    return links_in(wait_for_mails(settings, before + 2)[-1])
+
+
+def body_of(page: str) -> str:
+    """The page's main content, which must not tell known addresses from unknown ones."""
+    return re.search(r"<main.*?</main>", page, flags=re.S).group(0)
+
+
+def test_link_form_answers_alike_and_mails_only_known_addresses(site, engine) -> None:
+    http, settings = site
+    subscribe_and_confirm(http, settings, "ada@example.org", ["optimization"])
+    with Session(engine) as session:
+        sub = session.exec(select(Subscriber).where(Subscriber.email == "ada@example.org")).one()
+        sub.confirmations_sent_count = 0  # the subscribe above counted one
+        session.add(sub)
+        session.commit()
+    before = len(mails(settings))
+
+    landing = http.get("/")
+    assert 'action="/link"' in landing.text
+    known = http.post("/link", data={"email": "ADA@example.org"})
+    unknown = http.post("/link", data={"email": "nobody@example.org"})
+    assert known.status_code == unknown.status_code == 200
+    assert body_of(known.text) == body_of(unknown.text)
+    assert "Check your inbox" in known.text
+
+    found = wait_for_mails(settings, before + 1)
+    assert len(found) == before + 1
+    msg = found[-1]
+    assert msg["To"] == "ada@example.org"
+    assert msg["Subject"] == f"Your link to manage {settings.title}"
+    assert subscriber(engine, "nobody@example.org") is None  # nothing recorded for strangers
+    preferences = links_in(msg)["preferences"]
+    page = http.get(preferences)
+    assert page.status_code == 200 and "ada@example.org" in page.text
+    assert subscriber(engine, "ada@example.org").status == "active"  # nothing changed
+
+
+def test_link_mails_are_limited_per_address_and_per_client(site, engine) -> None:
+    http, settings = site
+    subscribe_and_confirm(http, settings, "lin@example.org", [])
+    before = len(mails(settings))
+    # The subscribe and its confirmation used one of the address's three mails of the day.
+    answers = [http.post("/link", data={"email": "lin@example.org"}) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200] * 4
+    assert len({body_of(a.text) for a in answers}) == 1
+    found = wait_for_mails(settings, before + 2)
+    assert len(found) == before + 2  # 3 a day in all, whatever sent them
+    sub = subscriber(engine, "lin@example.org")
+    assert sub.confirmations_sent_count == lifecycle.MAX_CONFIRMATIONS_PER_DAY
+    assert sub.confirmations_sent_on == datetime.now(UTC).date().isoformat()
+    # Per client: ten a window, four spent above (subscribing has a limiter of its own).
+    codes = [http.post("/link", data={"email": f"x{i}@example.org"}).status_code for i in range(7)]
+    assert codes[:6] == [200] * 6 and codes[6] == 429
+
+
+def test_link_form_bad_address_says_what(site) -> None:
+    http, _ = site
+    resp = http.post("/link", data={"email": "not an address"})
+    assert resp.status_code == 400
+    assert "not a valid email address" in resp.text
+    assert 'aria-invalid="true"' in resp.text and 'action="/link"' in resp.text
+
+
+def test_suppressed_address_gets_no_link(site, engine) -> None:
+    http, settings = site
+    subscribe_and_confirm(http, settings, "bounce@example.org", [])
+    with Session(engine) as session:
+        lifecycle.suppress(session, "bounce@example.org", "bounce")
+        session.commit()
+    before = len(mails(settings))
+    assert http.post("/link", data={"email": "bounce@example.org"}).status_code == 200
+    assert len(wait_for_mails(settings, before + 1, timeout=1)) == before
+
+
+def test_bad_and_unsubscribed_pages_offer_the_link_form(site) -> None:
+    http, settings = site
+    links = subscribe_and_confirm(http, settings, "kim@example.org", [])
+    bad = http.get("/preferences/not-a-token")
+    assert bad.status_code == 400 and 'action="/link"' in bad.text
+    assert 'action="/link"' in http.get("/confirm/not-a-token").text
+    done = http.post(links["unsubscribe"])
+    assert 'action="/link"' in done.text
+
+
+def test_subscribe_again_from_a_revisited_unsubscribe_link(site, engine) -> None:
+    http, settings = site
+    links = subscribe_and_confirm(
+        http, settings, "rev@example.org", ["optimization", "learning-theory"]
+    )
+    assert http.post(links["unsubscribe"]).status_code == 200
+    later = http.get(links["unsubscribe"])  # reopened days later
+    assert "already unsubscribed" in later.text
+    action = re.search(r'action="(/resubscribe/[^"]+)"', later.text).group(1)
+    before = len(mails(settings))
+    again = http.post(action)
+    assert again.status_code == 200 and "Check your inbox" in again.text
+    sub = subscriber(engine, "rev@example.org")
+    assert sub.status == "pending"
+    msg = wait_for_mails(settings, before + 1)[-1]
+    text = msg.get_body(preferencelist=("plain",)).get_content()
+    assert "Optimization" in text and "Learning theory" in text  # the last topics, named
+    assert http.post(links_in(msg)["confirm"]).status_code == 200
+    with Session(engine) as session:
+        sub = session.exec(select(Subscriber).where(Subscriber.email == "rev@example.org")).one()
+        assert sub.status == "active"
+        assert sorted(lifecycle.topics_of(session, sub)) == ["learning-theory", "optimization"]
+        consents = session.exec(
+            select(ConsentRecord.action).where(ConsentRecord.subscriber_id == sub.id)
+        ).all()
+    assert consents.count("confirm") == 2  # consent recorded anew
