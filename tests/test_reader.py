@@ -1,19 +1,23 @@
-"""The reader's way back in, against a real uvicorn server on SQLite and PostgreSQL:
-"email me my link" (same answer for any address, mails only known ones, limited) and
-"subscribe again" from a revisited unsubscribe link (a fresh double opt-in)."""
+"""The reader's side, against a real uvicorn server on SQLite and PostgreSQL: "email me my
+link" (same answer for any address, mails only known ones, limited), "subscribe again" from
+a revisited unsubscribe link (a fresh double opt-in), and the Atom feed with the papers."""
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import feedparser
 import httpx
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
+from newsletter.models import Issue, IssuePaper, IssueStatus, Paper
 from newsletter.settings import Settings, load_settings
 from newsletter.testing.live_server import free_port, live_server
+from newsletter.testing.sample_issue import build_sample_issue
 from newsletter.web.app import create_app
 from subscribers import lifecycle
 from subscribers.models import ConsentRecord, Subscriber
@@ -169,3 +173,62 @@ def test_subscribe_again_from_a_revisited_unsubscribe_link(site, engine) -> None
             select(ConsentRecord.action).where(ConsentRecord.subscriber_id == sub.id)
         ).all()
     assert consents.count("confirm") == 2  # consent recorded anew
+
+
+# --- the Atom feed carries the papers -------------------------------------------------------
+
+
+def _publish(engine, month: str, *, sent: bool = True) -> None:
+    with Session(engine) as session:
+        issue = build_sample_issue(session, month, papers=10)
+        if sent:
+            issue.status = IssueStatus.SENT
+            issue.sent_at = datetime.fromisoformat(f"{month}-28T09:00:00+00:00")
+        session.commit()
+
+
+def _text(fragment: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", " ", fragment))
+
+
+def _titles(fragment: str) -> list[str]:
+    return [" ".join(_text(h).split()) for h in re.findall(r"<h3[^>]*>(.*?)</h3>", fragment, re.S)]
+
+
+def test_atom_feed_entries_hold_their_papers_in_web_order(site, engine) -> None:
+    http, settings = site
+    _publish(engine, "2026-04")
+    _publish(engine, "2026-05")
+    _publish(engine, "2026-06", sent=False)
+    first = http.get("/issues/feed.xml")
+    assert first.status_code == 200
+    feed = feedparser.parse(first.content)
+    assert not feed.bozo, feed.bozo_exception
+    assert feed.version == "atom10"
+    assert [e.link for e in feed.entries] == [
+        f"{settings.base_url}/issues/2026-05",
+        f"{settings.base_url}/issues/2026-04",
+    ]
+    with Session(engine) as session:
+        for entry in feed.entries:
+            month = entry.link.rsplit("/", 1)[1]
+            issue = session.exec(select(Issue).where(Issue.month == month)).one()
+            papers = session.exec(
+                select(Paper)
+                .join(IssuePaper, col(IssuePaper.paper_id) == col(Paper.id))
+                .where(IssuePaper.issue_id == issue.id)
+            ).all()
+            assert len(papers) == 10
+            content = entry.content[0].value
+            text = " ".join(_text(content).split())
+            for paper in papers:
+                assert " ".join(paper.title.split()) in text
+                assert " ".join(paper.summary.split()) in text
+                assert (paper.authors[0] if paper.authors else "") in text
+            linked = re.findall(r'<h3[^>]*><a href="([^"]+)"', content)
+            assert len(linked) == 10 and all(u.startswith("http") for u in linked)
+            web = http.get(f"/issues/{month}").text
+            assert _titles(content) == _titles(web)  # the web version's order
+            assert entry.updated == f"{month}-28T09:00:00Z"
+    again = feedparser.parse(http.get("/issues/feed.xml").content)
+    assert [(e.id, e.updated) for e in again.entries] == [(e.id, e.updated) for e in feed.entries]
