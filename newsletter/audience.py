@@ -98,7 +98,12 @@ def _send_one(
 
 
 def send_confirmation(
-    settings: Settings, subscriber: Subscriber, topics: list[str], catalog: list[Topic]
+    settings: Settings,
+    subscriber: Subscriber,
+    topics: list[str],
+    catalog: list[Topic],
+    *,
+    replaces_earlier: bool = False,
 ) -> None:
     links = links_for(settings, subscriber)
     email = render_transactional(
@@ -107,6 +112,7 @@ def send_confirmation(
         email=subscriber.email,
         action_url=links.confirm,
         topics=topic_names(catalog, topics),
+        replaces_earlier=replaces_earlier,
     )
     _send_one(settings, subscriber, email.subject, email.html, email.text)
 
@@ -155,9 +161,16 @@ class ConfirmationDue:
     subscriber: Subscriber
     topics: list[str]
     catalog: list[Topic]
+    replaces_earlier: bool = False  # the address was already pending: new topics win
 
     def send(self, settings: Settings) -> None:
-        send_confirmation(settings, self.subscriber, self.topics, self.catalog)
+        send_confirmation(
+            settings,
+            self.subscriber,
+            self.topics,
+            self.catalog,
+            replaces_earlier=self.replaces_earlier,
+        )
 
 
 def record_subscription(
@@ -197,7 +210,11 @@ def record_subscription(
         except IntegrityError:
             if attempt == 2:
                 raise
-    due = ConfirmationDue(result.subscriber, chosen, catalog) if result.send_confirmation else None
+    due = (
+        ConfirmationDue(result.subscriber, chosen, catalog, result.reason == "pending")
+        if result.send_confirmation
+        else None
+    )
     return result, due
 
 

@@ -232,3 +232,32 @@ def test_atom_feed_entries_hold_their_papers_in_web_order(site, engine) -> None:
             assert entry.updated == f"{month}-28T09:00:00Z"
     again = feedparser.parse(http.get("/issues/feed.xml").content)
     assert [(e.id, e.updated) for e in again.entries] == [(e.id, e.updated) for e in feed.entries]
+
+
+# --- a second subscribe while pending -------------------------------------------------------
+
+
+def test_second_subscribe_while_pending_confirms_the_newest_topics(site, engine) -> None:
+    http, settings = site
+    form = {"email": "pat@example.org", "topics": ["optimization", "learning-theory"]}
+    assert http.post("/subscribe", data=form).status_code == 200
+    first = wait_for_mails(settings, 1)[-1]
+    first_text = first.get_body(preferencelist=("plain",)).get_content()
+    assert "Optimization" in first_text and "replace" not in first_text
+    form = {"email": "pat@example.org", "topics": ["transformers"]}
+    assert http.post("/subscribe", data=form).status_code == 200
+    second = wait_for_mails(settings, 2)[-1]
+    text = second.get_body(preferencelist=("plain",)).get_content()
+    assert "Transformers & sequence models" in text and "Optimization" not in text
+    assert "replace those of the earlier request" in text
+    html_part = second.get_body(preferencelist=("html",)).get_content()
+    assert "replace those of the earlier request" in html_part
+    # The first mail's link shows and confirms the topics as they are now.
+    old_link = links_in(first)["confirm"]
+    page = http.get(old_link)
+    assert "Transformers &amp; sequence models" in page.text and "Optimization" not in page.text
+    assert http.post(old_link).status_code == 200
+    with Session(engine) as session:
+        sub = session.exec(select(Subscriber).where(Subscriber.email == "pat@example.org")).one()
+        assert sub.status == "active"
+        assert lifecycle.topics_of(session, sub) == ["transformers"]

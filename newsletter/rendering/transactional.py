@@ -20,10 +20,13 @@ def render_transactional(
     topics: list[str],
     unsubscribe_url: str = "",
     preferences_url: str = "",
+    replaces_earlier: bool = False,
 ) -> RenderedEmail:
     """Render a confirmation (button to `action_url`) or welcome email for one address.
 
     `topics` are topic names as the person should read them; an empty list means all topics.
+    `replaces_earlier`: a confirmation for an address already pending says that these
+    topics replace the earlier request's (every link of the person confirms the newest).
     """
     if kind == "confirmation":
         subject = f"Please confirm your subscription to {settings.title}"
@@ -53,6 +56,7 @@ def render_transactional(
         "email": email,
         "action_url": action_url,
         "topics": list(topics),
+        "replaces_earlier": replaces_earlier,
         "preferences_url": preferences_url,
         "footer": {
             "reason": reason,
