@@ -14,6 +14,7 @@ import httpx
 import pytest
 from sqlmodel import Session, col, select
 
+from newsletter import audience
 from newsletter.models import Issue, IssuePaper, IssueStatus, Paper
 from newsletter.settings import Settings, load_settings
 from newsletter.testing.live_server import free_port, live_server
@@ -261,3 +262,54 @@ def test_second_subscribe_while_pending_confirms_the_newest_topics(site, engine)
         sub = session.exec(select(Subscriber).where(Subscriber.email == "pat@example.org")).one()
         assert sub.status == "active"
         assert lifecycle.topics_of(session, sub) == ["transformers"]
+
+
+# --- a welcome that helps -------------------------------------------------------------------
+
+
+def _first_run_after(now: datetime) -> datetime:
+    """The default schedule, 09:00 UTC on the 1st, worked out by hand."""
+    this_month = now.replace(day=1, hour=9, minute=0, second=0, microsecond=0)
+    if now < this_month:
+        return this_month
+    year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
+    return this_month.replace(year=year, month=month)
+
+
+def test_welcome_mail_links_the_latest_issue_and_says_when_the_next_comes(site, engine) -> None:
+    http, settings = site
+    _publish(engine, "2026-04")
+    _publish(engine, "2026-05")
+    assert settings.schedule == "0 9 1 * *"
+    subscribe_and_confirm(http, settings, "new@example.org", ["optimization"])
+    welcome = mails(settings)[-1]
+    assert welcome["Subject"] == f"Welcome to {settings.title}"
+    due = _first_run_after(datetime.now(UTC))
+    expected = f"{due.day} {due:%B %Y}"
+    for kind in ("plain", "html"):
+        body = welcome.get_body(preferencelist=(kind,)).get_content()
+        assert f"{settings.base_url}/issues/2026-05" in body
+        assert "May 2026" in body
+        assert "next issue is due on" in body and expected in body
+        assert "Optimization" in body
+    assert http.get("/issues/2026-05").status_code == 200  # the link works
+
+
+def test_next_issue_due_prefers_an_earlier_scheduled_issue(engine, settings) -> None:
+    now = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    with Session(engine) as session:
+        assert audience.next_issue_due(session, settings, now) == datetime(
+            2027, 1, 1, 9, 0, tzinfo=UTC
+        )
+        issue = build_sample_issue(session, "2026-11", papers=3)
+        issue.scheduled_for = datetime(2026, 12, 15, 8, 30, tzinfo=UTC)
+        session.commit()
+        due = audience.next_issue_due(session, settings, now)
+        assert due is not None and due.astimezone(UTC) == datetime(2026, 12, 15, 8, 30, tzinfo=UTC)
+        news = audience.welcome_news(session, settings, now)
+        assert news.next_date == "15 December 2026" and news.latest_url == ""
+        issue.status = IssueStatus.SENT  # a scheduled issue already sent is no longer ahead
+        session.commit()
+        news = audience.welcome_news(session, settings, now)
+        assert news.next_date == "1 January 2027"
+        assert news.latest_url == f"{settings.base_url}/issues/2026-11"

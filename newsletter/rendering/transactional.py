@@ -21,12 +21,16 @@ def render_transactional(
     unsubscribe_url: str = "",
     preferences_url: str = "",
     replaces_earlier: bool = False,
+    latest_label: str = "",
+    latest_url: str = "",
+    next_date: str = "",
 ) -> RenderedEmail:
     """Render a confirmation (button to `action_url`) or welcome email for one address.
 
     `topics` are topic names as the person should read them; an empty list means all topics.
     `replaces_earlier`: a confirmation for an address already pending says that these
     topics replace the earlier request's (every link of the person confirms the newest).
+    The welcome names the latest issue (`latest_label`, `latest_url`) and `next_date`.
     """
     if kind == "confirmation":
         subject = f"Please confirm your subscription to {settings.title}"
@@ -57,6 +61,9 @@ def render_transactional(
         "action_url": action_url,
         "topics": list(topics),
         "replaces_earlier": replaces_earlier,
+        "latest_label": latest_label,
+        "latest_url": latest_url,
+        "next_date": next_date,
         "preferences_url": preferences_url,
         "footer": {
             "reason": reason,
