@@ -24,8 +24,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from newsletter.db import read_session, session_scope
-from newsletter.models import Issue, IssueStatus, Topic
+from newsletter.models import Issue, IssueStatus, Paper, StartHereItem, Topic
 from newsletter.months import month_label
+from newsletter.papers.links import paper_link
 from newsletter.rendering import list_headers, recipient_headers, render_transactional
 from newsletter.settings import Settings
 from newsletter.transports import send_one
@@ -124,12 +125,41 @@ def send_confirmation(
 
 
 @dataclass(frozen=True)
+class StartHereEntry:
+    """A paper of the "start here" list as a reader sees it."""
+
+    title: str
+    url: str
+    authors: str
+    why: str
+
+
+def start_here_list(session: Session, settings: Settings) -> list[StartHereEntry]:
+    """The editors' "start here" reading list, in their order (empty when they keep none)."""
+    rows = session.exec(
+        select(StartHereItem, Paper)
+        .join(Paper, col(Paper.id) == col(StartHereItem.paper_id))
+        .order_by(col(StartHereItem.position), col(StartHereItem.id))
+    ).all()
+    return [
+        StartHereEntry(
+            title=paper.title,
+            url=paper_link(paper, settings.paper_search_url),
+            authors=", ".join(paper.authors[:3]) + (" et al." if len(paper.authors) > 3 else ""),
+            why=item.why,
+        )
+        for item, paper in rows
+    ]
+
+
+@dataclass(frozen=True)
 class WelcomeNews:
     """What a new reader wants to know first: the latest issue and when the next comes."""
 
     latest_label: str = ""  # "November 2026"; empty before the first issue
     latest_url: str = ""
     next_date: str = ""  # "1 January 2027"; empty when nothing is due
+    start_here: tuple[StartHereEntry, ...] = ()  # the editors' reading list, if any
 
 
 def _day_label(value: datetime) -> str:
@@ -172,6 +202,7 @@ def welcome_news(session: Session, settings: Settings, now: datetime | None = No
         latest_label=month_label(latest.month) if latest else "",
         latest_url=f"{settings.base_url}/issues/{latest.month}" if latest else "",
         next_date=_day_label(due) if due else "",
+        start_here=tuple(start_here_list(session, settings)),
     )
 
 
@@ -195,6 +226,11 @@ def send_welcome(
         latest_label=news.latest_label,
         latest_url=news.latest_url,
         next_date=news.next_date,
+        start_here=[
+            {"title": e.title, "url": e.url, "authors": e.authors, "why": e.why}
+            for e in news.start_here
+        ],
+        start_here_url=f"{settings.base_url}/start-here" if news.start_here else "",
     )
     # Subscribed now: the welcome can be unsubscribed from, so it carries the list headers
     # (the confirmation does not: nobody is subscribed yet, cf. listmonk#3063).

@@ -231,3 +231,30 @@ def test_phone_reader_gets_back_in_and_subscribes_again(browser: Browser, site, 
     check("bad link")
     assert problems == []
     context.close()
+
+
+def test_phone_start_here_page_and_landing(browser: Browser, site, axe_source) -> None:
+    """At 375 px: the landing's "foundations first" block leads to /start-here, which lists
+    the editors' papers in their order; axe-core 0 serious/critical on both."""
+    from newsletter.models import Paper, StartHereItem
+    from newsletter.testing.accessibility import serious_violations
+
+    base_url, engine = site
+    with Session(engine) as session:
+        papers = session.exec(select(Paper).order_by(Paper.id)).all()[:4]
+        for position, paper in enumerate(papers):
+            why = f"Read this {position + 1}: it sets up the rest."
+            session.add(StartHereItem(paper_id=paper.id, position=position, why=why))
+        titles = [p.title for p in papers]
+        session.commit()
+    context = browser.new_context(bypass_csp=True, viewport={"width": 375, "height": 800})
+    page = context.new_page()
+    page.goto(base_url + "/")
+    assert serious_violations(page, axe_source) == []
+    expect(page.get_by_role("heading", name="Want the foundations first?")).to_be_visible()
+    page.get_by_role("link", name='The whole "start here" reading list').click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Start here")
+    expect(page.locator("ol.start-here > li > a")).to_have_text(titles)
+    assert serious_violations(page, axe_source) == []
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    context.close()

@@ -24,13 +24,16 @@ def render_transactional(
     latest_label: str = "",
     latest_url: str = "",
     next_date: str = "",
+    start_here: list[dict[str, str]] | None = None,
+    start_here_url: str = "",
 ) -> RenderedEmail:
     """Render a confirmation (button to `action_url`) or welcome email for one address.
 
     `topics` are topic names as the person should read them; an empty list means all topics.
     `replaces_earlier`: a confirmation for an address already pending says that these
     topics replace the earlier request's (every link of the person confirms the newest).
-    The welcome names the latest issue (`latest_label`, `latest_url`) and `next_date`.
+    The welcome names the latest issue (`latest_label`, `latest_url`), `next_date` and the
+    editors' `start_here` list (title, url, authors, why), linking `start_here_url`.
     """
     if kind == "confirmation":
         subject = f"Please confirm your subscription to {settings.title}"
@@ -64,6 +67,8 @@ def render_transactional(
         "latest_label": latest_label,
         "latest_url": latest_url,
         "next_date": next_date,
+        "start_here": list(start_here or []),
+        "start_here_url": start_here_url,
         "preferences_url": preferences_url,
         "footer": {
             "reason": reason,

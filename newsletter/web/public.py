@@ -39,12 +39,27 @@ def _landing_context(request: Request) -> dict[str, object]:
             .limit(1)
         ).first()
         topics = audience.topic_catalog(session)
-    return {"latest": latest, "topics": topics, "consent_text": audience.CONSENT_TEXT}
+        start = audience.start_here_list(session, request.app.state.settings)
+    return {
+        "latest": latest,
+        "topics": topics,
+        "consent_text": audience.CONSENT_TEXT,
+        "start_here": start,
+    }
 
 
 @router.get("/", response_class=HTMLResponse)
 def landing(request: Request) -> HTMLResponse:
     return render_page(request, "landing.html", **_landing_context(request), form={}, error="")
+
+
+@router.get("/start-here", response_class=HTMLResponse)
+def start_here_page(request: Request) -> HTMLResponse:
+    """The editors' reading list of foundational papers, for readers who want the classics
+    before the news."""
+    with read_session(request.app.state.engine) as session:
+        entries = audience.start_here_list(session, request.app.state.settings)
+    return render_page(request, "start_here.html", entries=entries)
 
 
 async def read_form(request: Request) -> FormData | None:
