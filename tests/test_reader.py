@@ -313,3 +313,20 @@ def test_next_issue_due_prefers_an_earlier_scheduled_issue(engine, settings) -> 
         news = audience.welcome_news(session, settings, now)
         assert news.next_date == "1 January 2027"
         assert news.latest_url == f"{settings.base_url}/issues/2026-11"
+
+
+def test_unsubscribed_reader_gets_a_link_and_subscribes_again_from_preferences(
+    site, engine
+) -> None:
+    http, settings = site
+    links = subscribe_and_confirm(http, settings, "back@example.org", ["optimization"])
+    assert http.post(links["unsubscribe"]).status_code == 200
+    before = len(mails(settings))
+    assert http.post("/link", data={"email": "back@example.org"}).status_code == 200
+    page = http.get(links_in(wait_for_mails(settings, before + 1)[-1])["preferences"])
+    assert "Save topics" not in page.text  # review 2.16: no topic form for the unsubscribed
+    action = re.search(r'action="(/resubscribe/[^"]+)"', page.text).group(1)
+    assert http.post(action).status_code == 200
+    assert subscriber(engine, "back@example.org").status == "pending"
+    msg = wait_for_mails(settings, before + 2)[-1]
+    assert "Optimization" in msg.get_body(preferencelist=("plain",)).get_content()
