@@ -3,6 +3,10 @@
 `subscribers.lifecycle` decides; this module signs the links, renders the confirmation and
 welcome emails and hands them to the configured transport. The web routes and the
 `newsletter subscribers` commands both call these functions, so they behave the same.
+
+Why this module is long: it is the one place where a lifecycle step meets the mail it
+causes (subscribe, confirm and welcome, "email me my link", bulk import), each committing
+before it mails; splitting it would spread the commit-then-send rule over several modules.
 """
 
 from __future__ import annotations
@@ -13,13 +17,16 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from newsletter.db import read_session, session_scope
-from newsletter.models import Topic
+from newsletter.models import Issue, IssueStatus, Paper, StartHereItem, Topic
+from newsletter.months import month_label
+from newsletter.papers.links import paper_link
 from newsletter.rendering import list_headers, recipient_headers, render_transactional
 from newsletter.settings import Settings
 from newsletter.transports import send_one
@@ -98,7 +105,12 @@ def _send_one(
 
 
 def send_confirmation(
-    settings: Settings, subscriber: Subscriber, topics: list[str], catalog: list[Topic]
+    settings: Settings,
+    subscriber: Subscriber,
+    topics: list[str],
+    catalog: list[Topic],
+    *,
+    replaces_earlier: bool = False,
 ) -> None:
     links = links_for(settings, subscriber)
     email = render_transactional(
@@ -107,14 +119,102 @@ def send_confirmation(
         email=subscriber.email,
         action_url=links.confirm,
         topics=topic_names(catalog, topics),
+        replaces_earlier=replaces_earlier,
     )
     _send_one(settings, subscriber, email.subject, email.html, email.text)
 
 
+@dataclass(frozen=True)
+class StartHereEntry:
+    """A paper of the "start here" list as a reader sees it."""
+
+    title: str
+    url: str
+    authors: str
+    why: str
+
+
+def start_here_list(session: Session, settings: Settings) -> list[StartHereEntry]:
+    """The editors' "start here" reading list, in their order (empty when they keep none)."""
+    rows = session.exec(
+        select(StartHereItem, Paper)
+        .join(Paper, col(Paper.id) == col(StartHereItem.paper_id))
+        .order_by(col(StartHereItem.position), col(StartHereItem.id))
+    ).all()
+    return [
+        StartHereEntry(
+            title=paper.title,
+            url=paper_link(paper, settings.paper_search_url),
+            authors=", ".join(paper.authors[:3]) + (" et al." if len(paper.authors) > 3 else ""),
+            why=item.why,
+        )
+        for item, paper in rows
+    ]
+
+
+@dataclass(frozen=True)
+class WelcomeNews:
+    """What a new reader wants to know first: the latest issue and when the next comes."""
+
+    latest_label: str = ""  # "November 2026"; empty before the first issue
+    latest_url: str = ""
+    next_date: str = ""  # "1 January 2027"; empty when nothing is due
+    start_here: tuple[StartHereEntry, ...] = ()  # the editors' reading list, if any
+
+
+def _day_label(value: datetime) -> str:
+    return f"{value.day} {value:%B %Y}"
+
+
+def next_issue_due(
+    session: Session, settings: Settings, now: datetime | None = None
+) -> datetime | None:
+    """When the next issue goes out: the sooner of an issue an editor scheduled and the
+    monthly schedule's next run (`NEWSLETTER_SCHEDULE`, UTC); None if neither is ahead."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    now = now or datetime.now(UTC)
+    candidates = []
+    scheduled = session.exec(
+        select(Issue.scheduled_for)
+        .where(col(Issue.status).in_([IssueStatus.DRAFT, IssueStatus.APPROVED]))
+        .where(col(Issue.scheduled_for).is_not(None))
+    ).all()
+    for when in scheduled:
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        if when > now:
+            candidates.append(when)
+    fire = CronTrigger.from_crontab(settings.schedule, timezone="UTC").get_next_fire_time(None, now)
+    if fire is not None:
+        candidates.append(fire)
+    return min(candidates, default=None)
+
+
+def welcome_news(session: Session, settings: Settings, now: datetime | None = None) -> WelcomeNews:
+    latest = session.exec(
+        select(Issue)
+        .where(Issue.status == IssueStatus.SENT)
+        .order_by(col(Issue.month).desc())
+        .limit(1)
+    ).first()
+    due = next_issue_due(session, settings, now)
+    return WelcomeNews(
+        latest_label=month_label(latest.month) if latest else "",
+        latest_url=f"{settings.base_url}/issues/{latest.month}" if latest else "",
+        next_date=_day_label(due) if due else "",
+        start_here=tuple(start_here_list(session, settings)),
+    )
+
+
 def send_welcome(
-    settings: Settings, subscriber: Subscriber, topics: list[str], catalog: list[Topic]
+    settings: Settings,
+    subscriber: Subscriber,
+    topics: list[str],
+    catalog: list[Topic],
+    news: WelcomeNews | None = None,
 ) -> None:
     links = links_for(settings, subscriber)
+    news = news or WelcomeNews()
     email = render_transactional(
         "welcome",
         settings,
@@ -123,11 +223,37 @@ def send_welcome(
         topics=topic_names(catalog, topics),
         unsubscribe_url=links.unsubscribe,
         preferences_url=links.preferences,
+        latest_label=news.latest_label,
+        latest_url=news.latest_url,
+        next_date=news.next_date,
+        start_here=[
+            {"title": e.title, "url": e.url, "authors": e.authors, "why": e.why}
+            for e in news.start_here
+        ],
+        start_here_url=f"{settings.base_url}/start-here" if news.start_here else "",
     )
     # Subscribed now: the welcome can be unsubscribed from, so it carries the list headers
     # (the confirmation does not: nobody is subscribed yet, cf. listmonk#3063).
     headers = {**list_headers(settings), **recipient_headers(settings, subscriber)}
     _send_one(settings, subscriber, email.subject, email.html, email.text, headers)
+
+
+def send_link(settings: Settings, subscriber: Subscriber) -> None:
+    """Mail a person the signed link to their preferences (they lost the old emails)."""
+    links = links_for(settings, subscriber)
+    email = render_transactional(
+        "link", settings, email=subscriber.email, action_url=links.preferences, topics=[]
+    )
+    _send_one(settings, subscriber, email.subject, email.html, email.text)
+
+
+def record_link_request(engine: Engine, email: str) -> Subscriber | None:
+    """Who is owed their preferences link for `email` (the limit counted), else None.
+
+    Raises lifecycle.SubscriberError only for an address that is not one (format, not
+    whether it is known). The web route mails after its answer, as for subscribing."""
+    with session_scope(engine) as session:
+        return lifecycle.claim_link_mail(session, email)
 
 
 @dataclass(frozen=True)
@@ -137,9 +263,16 @@ class ConfirmationDue:
     subscriber: Subscriber
     topics: list[str]
     catalog: list[Topic]
+    replaces_earlier: bool = False  # the address was already pending: new topics win
 
     def send(self, settings: Settings) -> None:
-        send_confirmation(settings, self.subscriber, self.topics, self.catalog)
+        send_confirmation(
+            settings,
+            self.subscriber,
+            self.topics,
+            self.catalog,
+            replaces_earlier=self.replaces_earlier,
+        )
 
 
 def record_subscription(
@@ -179,7 +312,11 @@ def record_subscription(
         except IntegrityError:
             if attempt == 2:
                 raise
-    due = ConfirmationDue(result.subscriber, chosen, catalog) if result.send_confirmation else None
+    due = (
+        ConfirmationDue(result.subscriber, chosen, catalog, result.reason == "pending")
+        if result.send_confirmation
+        else None
+    )
     return result, due
 
 
@@ -232,8 +369,9 @@ def confirm_subscription(
         )
         catalog = topic_catalog(session)
         chosen = lifecycle.topics_of(session, sub)
+        news = welcome_news(session, settings) if changed else None
     if changed:
-        send_welcome(settings, sub, chosen, catalog)
+        send_welcome(settings, sub, chosen, catalog, news)
     return sub, changed
 
 

@@ -327,3 +327,17 @@ class SummaryDraft(SQLModel, table=True):
     drafted_at: datetime = Field(default_factory=utcnow, sa_column=_ts(False))
     reviewed_by: str = Field(default="", max_length=320)
     reviewed_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class StartHereItem(SQLModel, table=True):
+    """One paper of the editors' "start here" reading list (issue 26): the classics a new
+    reader wants before the news, in the editors' order, each with a one-line why."""
+
+    __tablename__ = "start_here_item"
+
+    id: int | None = Field(default=None, primary_key=True)
+    paper_id: int = Field(sa_column=_fk("paper.id", unique=True))
+    position: int = Field(default=0)
+    why: str = Field(default="", max_length=300)
+    added_by: str = Field(default="", max_length=320)
+    added_at: datetime = Field(default_factory=utcnow, sa_column=_ts(False))

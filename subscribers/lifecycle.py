@@ -354,6 +354,28 @@ def subscribe(
     return SubscribeResult(sub, True, reason)
 
 
+def claim_link_mail(
+    session: Session, email: str, *, now: datetime | None = None
+) -> Subscriber | None:
+    """The subscriber owed an "email me my link" mail, or None (unknown, suppressed, or the
+    address's daily mail limit reached). The caller answers the same in every case.
+
+    Link mails count against the same per-address daily limit as confirmations: both are
+    mails a stranger can cause by typing an address, and the count holds across processes.
+    Nothing else changes: the link itself does the changing, when its owner uses it.
+    """
+    address = normalize_email(email)
+    sub = session.exec(
+        select(Subscriber).where(Subscriber.email == address).with_for_update()
+    ).first()
+    if sub is None or sub.status == SubscriberStatus.SUPPRESSED:
+        return None
+    if not claim_confirmation_slot(sub, (now or utcnow()).date().isoformat()):
+        return None
+    session.flush()
+    return sub
+
+
 def confirm(
     session: Session,
     subscriber: Subscriber,

@@ -168,3 +168,93 @@ def test_one_click_post_without_cookies(browser: Browser, site) -> None:
     assert multipart.status == 200
     assert status_of(engine, "linus@example.org")[0] == "unsubscribed"
     context.close()
+
+
+def test_phone_reader_gets_back_in_and_subscribes_again(browser: Browser, site, axe_source) -> None:
+    """At 375 px: landing -> "email me my link" -> the mail in /outbox -> preferences; then
+    unsubscribe -> subscribe again (a fresh confirmation). axe-core on every new page."""
+    from newsletter.testing.accessibility import serious_violations
+
+    base_url, engine = site
+    with Session(engine) as session:
+        lifecycle.add_confirmed(
+            session,
+            "ida@example.org",
+            ["optimization"],
+            known_topics={"optimization"},
+            consent_text_version="test",
+            source="cli",
+        )
+        session.commit()
+    context = browser.new_context(bypass_csp=True, viewport={"width": 375, "height": 800})
+    page = context.new_page()
+    problems: list[str] = []
+
+    def check(name: str) -> None:
+        problems.extend(f"{name}: {v}" for v in serious_violations(page, axe_source))
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375, f"{name} scrolls sideways ({width} px)"
+
+    page.goto(base_url + "/")
+    check("landing")
+    page.get_by_label("Your subscribed address").fill("ida@example.org")
+    page.get_by_role("button", name="Email me my link").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Check your inbox")
+    check("link sent")
+    page.goto(base_url + "/outbox")
+    page.get_by_role("link", name="Your link to manage").first.click()
+    page.locator("ul.links a[href*='/preferences/']").click()
+    expect(page.get_by_label("Optimization")).to_be_checked()
+    assert "ida@example.org" in page.content()
+    assert status_of(engine, "ida@example.org") == ("active", ["optimization"])
+
+    page.get_by_role("link", name="Unsubscribe").click()
+    unsubscribe_url = page.url
+    page.get_by_role("button", name="Unsubscribe").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("You're unsubscribed")
+    check("unsubscribed")
+    page.goto(unsubscribe_url)  # reopened later
+    expect(page.get_by_text("already unsubscribed")).to_be_visible()
+    check("unsubscribe revisited")
+    page.get_by_role("button", name="Subscribe again").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Check your inbox")
+    assert status_of(engine, "ida@example.org") == ("pending", ["optimization"])
+    page.goto(base_url + "/outbox")
+    page.get_by_role("link", name="Please confirm your subscription").first.click()
+    page.locator("ul.links a[href*='/confirm/']").click()
+    page.get_by_role("button", name="Confirm subscription").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("You're subscribed")
+    assert status_of(engine, "ida@example.org") == ("active", ["optimization"])
+
+    page.goto(base_url + "/preferences/not-a-real-token")
+    expect(page.get_by_role("button", name="Email me my link")).to_be_visible()
+    check("bad link")
+    assert problems == []
+    context.close()
+
+
+def test_phone_start_here_page_and_landing(browser: Browser, site, axe_source) -> None:
+    """At 375 px: the landing's "foundations first" block leads to /start-here, which lists
+    the editors' papers in their order; axe-core 0 serious/critical on both."""
+    from newsletter.models import Paper, StartHereItem
+    from newsletter.testing.accessibility import serious_violations
+
+    base_url, engine = site
+    with Session(engine) as session:
+        papers = session.exec(select(Paper).order_by(Paper.id)).all()[:4]
+        for position, paper in enumerate(papers):
+            why = f"Read this {position + 1}: it sets up the rest."
+            session.add(StartHereItem(paper_id=paper.id, position=position, why=why))
+        titles = [p.title for p in papers]
+        session.commit()
+    context = browser.new_context(bypass_csp=True, viewport={"width": 375, "height": 800})
+    page = context.new_page()
+    page.goto(base_url + "/")
+    assert serious_violations(page, axe_source) == []
+    expect(page.get_by_role("heading", name="Want the foundations first?")).to_be_visible()
+    page.get_by_role("link", name='The whole "start here" reading list').click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Start here")
+    expect(page.locator("ol.start-here > li > a")).to_have_text(titles)
+    assert serious_violations(page, axe_source) == []
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    context.close()

@@ -34,6 +34,7 @@ from newsletter.web.admin import history as admin_history
 from newsletter.web.admin import issues as admin_issues
 from newsletter.web.admin import release as admin_release
 from newsletter.web.admin import signin as admin_signin
+from newsletter.web.admin import start_here as admin_start_here
 from newsletter.web.app import create_app
 from subscribers import lifecycle
 from subscribers.models import Subscriber
@@ -94,6 +95,7 @@ def admin_routes() -> list[APIRoute]:
         admin_history.router,
         admin_audience.router,
         admin_drafts.router,
+        admin_start_here.router,
     )
     return [r for router in routers for r in router.routes if isinstance(r, APIRoute)]
 
@@ -103,6 +105,7 @@ def concrete(path: str) -> str:
         path.replace("{month}", MONTH)
         .replace("{paper_id}", "1")
         .replace("{subscriber_id}", "1")
+        .replace("{item_id}", "1")
         .replace("{secret}", "not-a-real-link")
     )
 

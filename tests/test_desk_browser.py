@@ -320,6 +320,12 @@ def test_editor_walks_the_desk(browser: Browser, desk_site, request) -> None:
     )
     small = checker.new_page()
     sub_id = None
+    with Session(engine) as session:  # a "start here" list, so its page shows its forms
+        from newsletter.models import StartHereItem
+
+        for position, paper in enumerate(session.exec(select(Paper)).all()[:2]):
+            session.add(StartHereItem(paper_id=paper.id, position=position, why="A classic."))
+        session.commit()
     pages = [
         "/admin/issues",
         f"/admin/issues/{MONTH}",
@@ -329,6 +335,7 @@ def test_editor_walks_the_desk(browser: Browser, desk_site, request) -> None:
         "/admin/papers",
         "/admin/subscribers",
         "/admin/audit",
+        "/admin/start-here",
     ]
     problems = []
     for path in pages:

@@ -1,4 +1,4 @@
-"""The confirmation and welcome emails: one person each, so fully filled, no placeholders."""
+"""The confirmation, welcome and "your link" emails: one person each, so fully filled."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from newsletter.rendering.message import RenderedEmail, header_safe
 from newsletter.rendering.templates import render_email_parts
 from newsletter.settings import Settings
 
-TransactionalKind = Literal["confirmation", "welcome"]
+TransactionalKind = Literal["confirmation", "welcome", "link"]
 
 
 def render_transactional(
@@ -20,10 +20,20 @@ def render_transactional(
     topics: list[str],
     unsubscribe_url: str = "",
     preferences_url: str = "",
+    replaces_earlier: bool = False,
+    latest_label: str = "",
+    latest_url: str = "",
+    next_date: str = "",
+    start_here: list[dict[str, str]] | None = None,
+    start_here_url: str = "",
 ) -> RenderedEmail:
     """Render a confirmation (button to `action_url`) or welcome email for one address.
 
     `topics` are topic names as the person should read them; an empty list means all topics.
+    `replaces_earlier`: a confirmation for an address already pending says that these
+    topics replace the earlier request's (every link of the person confirms the newest).
+    The welcome names the latest issue (`latest_label`, `latest_url`), `next_date` and the
+    editors' `start_here` list (title, url, authors, why), linking `start_here_url`.
     """
     if kind == "confirmation":
         subject = f"Please confirm your subscription to {settings.title}"
@@ -34,19 +44,31 @@ def render_transactional(
     elif kind == "welcome":
         subject = f"Welcome to {settings.title}"
         reason = f"You receive this email because {email} subscribed to {settings.title}."
+    elif kind == "link":
+        subject = f"Your link to manage {settings.title}"
+        reason = (
+            f'You received this email because {email} was entered in the "email me my link" '
+            f"form of {settings.title}."
+        )
     else:
         raise ValueError(f"unknown transactional email {kind!r}")
     context = {
         "title": settings.title,
         "subject": subject,
-        "preheader": (
-            "Confirm your subscription: one click and you're in."
-            if kind == "confirmation"
-            else "Your topics and how to change them."
-        ),
+        "preheader": {
+            "confirmation": "Confirm your subscription: one click and you're in.",
+            "welcome": "Your topics and how to change them.",
+            "link": "The link to your preferences, as you asked.",
+        }[kind],
         "email": email,
         "action_url": action_url,
         "topics": list(topics),
+        "replaces_earlier": replaces_earlier,
+        "latest_label": latest_label,
+        "latest_url": latest_url,
+        "next_date": next_date,
+        "start_here": list(start_here or []),
+        "start_here_url": start_here_url,
         "preferences_url": preferences_url,
         "footer": {
             "reason": reason,

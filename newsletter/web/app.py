@@ -39,6 +39,7 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = get_engine(settings.database_url)
     app.state.subscribe_limiter = ClientRateLimiter(SUBSCRIBE_LIMIT, SUBSCRIBE_WINDOW_SECONDS)
+    app.state.link_limiter = ClientRateLimiter(SUBSCRIBE_LIMIT, SUBSCRIBE_WINDOW_SECONDS)
     # Added first = innermost: security headers wrap every answer, the guards' too.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(HostCheckMiddleware, allowed=settings.allowed_host_names)

@@ -22,7 +22,7 @@ from newsletter.months import MONTH_RE, month_label
 from newsletter.rendering.issue_email import build_context, cached_issue_view, issue_subject
 from newsletter.rendering.variants import variant_for
 from newsletter.settings import Settings
-from newsletter.web.pages import error_page, render_page
+from newsletter.web.pages import environment, error_page, render_page
 from newsletter.web.security import PUBLIC_CACHE
 
 router = APIRouter()
@@ -32,6 +32,9 @@ PAGE_CACHE_SIZE = 64
 _pages: dict[tuple[object, ...], bytes] = {}  # insertion order: oldest first
 _pages_lock = threading.Lock()
 ATOM = "http://www.w3.org/2005/Atom"
+# Feed entries that carry their papers in full; older ones keep a one-line summary, so the
+# feed stays a few hundred KB however many years the archive holds.
+FEED_FULL_ENTRIES = 12
 
 
 def is_public(issue: Issue) -> bool:
@@ -93,8 +96,21 @@ def _atom_time(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def atom_feed(settings: Settings, issues: list[tuple[Issue, int]]) -> bytes:
-    """An Atom 1.0 document built as a tree, so no paper title can break the XML."""
+def feed_entry_html(session: Session, issue: Issue, settings: Settings) -> str:
+    """An issue's papers as HTML for its feed entry, in the order of its web version."""
+    context = build_context(cached_issue_view(session, issue, settings, web=True), "", settings)
+    url = f"{settings.base_url}/issues/{issue.month}"
+    return environment().get_template("feed_entry.html").render(issue=context, url=url)
+
+
+def atom_feed(
+    settings: Settings, issues: list[tuple[Issue, int]], contents: dict[int, str] | None = None
+) -> bytes:
+    """An Atom 1.0 document built as a tree, so no paper title can break the XML.
+
+    `contents`: issue id -> the entry's HTML content (its papers); ids are the issues' web
+    URLs and `updated` their send time, so neither moves between fetches."""
+    contents = contents or {}
     ET.register_namespace("", ATOM)
 
     def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -125,6 +141,8 @@ def atom_feed(settings: Settings, issues: list[tuple[Issue, int]]) -> bytes:
             f"{count} new paper{'s' if count != 1 else ''} in machine-learning foundations, "
             f"{month_label(issue.month)}.",
         )
+        if issue.id in contents:
+            sub(entry, "content", contents[issue.id], type="html")
     return b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(feed, encoding="utf-8")
 
 
@@ -132,8 +150,13 @@ def atom_feed(settings: Settings, issues: list[tuple[Issue, int]]) -> bytes:
 def feed(request: Request) -> Response:
     with read_session(request.app.state.engine) as session:
         issues = sent_issues(session)
+        settings = request.app.state.settings
+        contents = {
+            issue.id or 0: feed_entry_html(session, issue, settings)
+            for issue, _ in issues[:FEED_FULL_ENTRIES]
+        }
     return Response(
-        atom_feed(request.app.state.settings, issues),
+        atom_feed(settings, issues, contents),
         media_type="application/atom+xml; charset=utf-8",
         headers=PUBLIC_CACHE,
     )

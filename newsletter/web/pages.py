@@ -56,7 +56,10 @@ def error_page(
     heading: str,
     message: str,
     headers: dict[str, str] | None = None,
+    *,
+    offer_link: bool = False,
 ) -> HTMLResponse:
+    """`offer_link`: the page also holds the "email me my link" form (a link that failed)."""
     return render_page(
         request,
         "error.html",
@@ -65,4 +68,5 @@ def error_page(
         heading=heading,
         message=message,
         status_code_shown=status_code,
+        offer_link=offer_link,
     )

@@ -20,6 +20,7 @@ from newsletter.settings import Settings
 from newsletter.web.pages import error_page, render_page
 from newsletter.web.security import client_address
 from subscribers import lifecycle
+from subscribers.models import Subscriber
 from subscribers.tokens import TokenError
 
 log = logging.getLogger(__name__)
@@ -38,12 +39,27 @@ def _landing_context(request: Request) -> dict[str, object]:
             .limit(1)
         ).first()
         topics = audience.topic_catalog(session)
-    return {"latest": latest, "topics": topics, "consent_text": audience.CONSENT_TEXT}
+        start = audience.start_here_list(session, request.app.state.settings)
+    return {
+        "latest": latest,
+        "topics": topics,
+        "consent_text": audience.CONSENT_TEXT,
+        "start_here": start,
+    }
 
 
 @router.get("/", response_class=HTMLResponse)
 def landing(request: Request) -> HTMLResponse:
     return render_page(request, "landing.html", **_landing_context(request), form={}, error="")
+
+
+@router.get("/start-here", response_class=HTMLResponse)
+def start_here_page(request: Request) -> HTMLResponse:
+    """The editors' reading list of foundational papers, for readers who want the classics
+    before the news."""
+    with read_session(request.app.state.engine) as session:
+        entries = audience.start_here_list(session, request.app.state.settings)
+    return render_page(request, "start_here.html", entries=entries)
 
 
 async def read_form(request: Request) -> FormData | None:
@@ -111,6 +127,56 @@ async def subscribe(request: Request) -> HTMLResponse:
     return response
 
 
+@router.post("/link", response_class=HTMLResponse)
+async def email_my_link(request: Request) -> HTMLResponse:
+    """ "Email me my link": mails a known address its preferences link. The same page answers
+    for every address, the mail goes after the answer (no timing tell), and the limits are
+    those of subscribing: per client here, per address per day in the database."""
+    wait = request.app.state.link_limiter.hit(client_address(request))
+    if wait:
+        return error_page(
+            request,
+            429,
+            "Too many requests",
+            "This connection has asked for links too often. "
+            f"Please try again in {int(wait // 60) + 1} minute(s).",
+            headers={"Retry-After": str(int(wait))},
+        )
+    form = await read_form(request)
+    if form is None:
+        return error_page(request, 400, "Form not understood", "Please use the link form.")
+    email = form.get("email")
+    if form.get(HONEYPOT_FIELD):
+        return render_page(request, "link_sent.html", error="", email="")
+    try:
+        sub = await run_in_threadpool(
+            audience.record_link_request,
+            request.app.state.engine,
+            email if isinstance(email, str) else "",
+        )
+    except lifecycle.SubscriberError as exc:
+        return render_page(
+            request,
+            "link_sent.html",
+            400,
+            error=str(exc).capitalize() + ".",
+            email=email if isinstance(email, str) else "",
+        )
+    response = render_page(request, "link_sent.html", error="", email="")
+    if sub is not None:
+        response.background = BackgroundTask(
+            _send_link_after_answer, sub, request.app.state.settings
+        )
+    return response
+
+
+def _send_link_after_answer(sub: Subscriber, settings: Settings) -> None:
+    try:
+        audience.send_link(settings, sub)
+    except Exception:  # the answer is gone; the person can simply ask again
+        log.exception("link email to subscriber %s failed", sub.id)
+
+
 def _send_after_answer(due: audience.ConfirmationDue, settings: Settings) -> None:
     try:
         due.send(settings)
@@ -123,7 +189,9 @@ def _bad_confirm_link(request: Request, exc: Exception) -> HTMLResponse:
         request,
         400,
         "This link does not work",
-        f"{str(exc).capitalize()}. You can subscribe again from the home page.",
+        f"{str(exc).capitalize()}. You can subscribe again from the home page, or have "
+        "your current link emailed to you below.",
+        offer_link=True,
     )
 
 

@@ -36,7 +36,9 @@ def _bad_link(request: Request, exc: Exception) -> HTMLResponse:
         400,
         "This link does not work",
         f"{str(exc).capitalize()}. Links from an older email stop working after your data "
-        "was erased; you can subscribe again from the home page.",
+        "was erased; you can subscribe again from the home page, or have your current "
+        "link emailed to you below.",
+        offer_link=True,
     )
 
 

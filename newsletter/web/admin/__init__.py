@@ -2,7 +2,16 @@
 
 from fastapi import APIRouter
 
-from newsletter.web.admin import audience, drafts, editing, history, issues, release, signin
+from newsletter.web.admin import (
+    audience,
+    drafts,
+    editing,
+    history,
+    issues,
+    release,
+    signin,
+    start_here,
+)
 
 router = APIRouter()
 router.include_router(signin.router)
@@ -12,3 +21,4 @@ router.include_router(release.router)
 router.include_router(history.router)
 router.include_router(audience.router)
 router.include_router(drafts.router)  # issue 27: drafted summaries
+router.include_router(start_here.router)  # issue 26: the reading list
