@@ -50,6 +50,13 @@ def render_page(
     return HTMLResponse(html, status_code=status_code, headers=headers)
 
 
+def too_many_requests(request: Request, wait: float, message: str) -> HTMLResponse:
+    """The 429 page of every rate limit, with `Retry-After` in whole seconds."""
+    return error_page(
+        request, 429, "Too many requests", message, headers={"Retry-After": str(int(wait))}
+    )
+
+
 def error_page(
     request: Request,
     status_code: int,

@@ -39,7 +39,7 @@ from newsletter.web.archive import (
     parse_topics,
     unknown_topics,
 )
-from newsletter.web.pages import error_page, render_page
+from newsletter.web.pages import render_page, too_many_requests
 from newsletter.web.ratelimit import ClientRateLimiter
 from newsletter.web.security import EMAIL_FRAME_HEADERS, client_address
 
@@ -77,12 +77,8 @@ def token_refused(request: Request) -> float:
 
 
 def _too_many_guesses(request: Request, wait: float) -> HTMLResponse:
-    return error_page(
-        request,
-        429,
-        "Too many requests",
-        "Too many wrong admin tokens from this connection. Please try again later.",
-        headers={"Retry-After": str(int(wait))},
+    return too_many_requests(
+        request, wait, "Too many wrong admin tokens from this connection. Please try again later."
     )
 
 

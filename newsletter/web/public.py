@@ -17,7 +17,7 @@ from newsletter import audience
 from newsletter.db import read_session
 from newsletter.models import Issue, IssueStatus
 from newsletter.settings import Settings
-from newsletter.web.pages import error_page, render_page
+from newsletter.web.pages import error_page, render_page, too_many_requests
 from newsletter.web.security import client_address
 from subscribers import lifecycle
 from subscribers.models import Subscriber
@@ -87,13 +87,11 @@ def topics_from_form(form: FormData) -> list[str]:
 async def subscribe(request: Request) -> HTMLResponse:
     wait = request.app.state.subscribe_limiter.hit(client_address(request))
     if wait:
-        return error_page(
+        return too_many_requests(
             request,
-            429,
-            "Too many requests",
+            wait,
             "This connection has sent the subscribe form too often. "
             f"Please try again in {int(wait // 60) + 1} minute(s).",
-            headers={"Retry-After": str(int(wait))},
         )
     form = await read_form(request)
     if form is None:
@@ -134,13 +132,11 @@ async def email_my_link(request: Request) -> HTMLResponse:
     those of subscribing: per client here, per address per day in the database."""
     wait = request.app.state.link_limiter.hit(client_address(request))
     if wait:
-        return error_page(
+        return too_many_requests(
             request,
-            429,
-            "Too many requests",
+            wait,
             "This connection has asked for links too often. "
             f"Please try again in {int(wait // 60) + 1} minute(s).",
-            headers={"Retry-After": str(int(wait))},
         )
     form = await read_form(request)
     if form is None:

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from newsletter import audience
 from newsletter.db import read_session, session_scope
-from newsletter.web.pages import error_page, render_page
+from newsletter.web.pages import error_page, render_page, too_many_requests
 from newsletter.web.public import read_form, topics_from_form
 from newsletter.web.security import client_address, is_cross_site
 from subscribers import lifecycle
@@ -192,13 +192,7 @@ def resubscribe(request: Request, token: str) -> HTMLResponse:
     """One click back in from the unsubscribed page; it still needs a fresh confirmation."""
     wait = request.app.state.subscribe_limiter.hit(client_address(request))
     if wait:
-        return error_page(
-            request,
-            429,
-            "Too many requests",
-            "Please try again in a few minutes.",
-            headers={"Retry-After": str(int(wait))},
-        )
+        return too_many_requests(request, wait, "Please try again in a few minutes.")
     return _resubscribe(request, token)
 
 
