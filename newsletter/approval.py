@@ -130,7 +130,9 @@ def changes_since(session: Session, issue: Issue, shown: int) -> list[str]:
 def locked_issue(session: Session, month: str) -> Issue:
     """The issue, its row locked until the transaction ends (PostgreSQL; SQLite serialises
     writers anyway): an edit, an approval and a release never interleave."""
-    issue = session.exec(select(Issue).where(Issue.month == month).with_for_update()).first()
+    # populate_existing: an Issue this session read before the lock is re-read under it.
+    locked = select(Issue).where(Issue.month == month).with_for_update()
+    issue = session.exec(locked.execution_options(populate_existing=True)).first()
     return issue or find_issue(session, month)
 
 

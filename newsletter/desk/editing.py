@@ -37,7 +37,9 @@ ADD_WINDOW_MONTHS = 12
 def editable_issue(session: Session, month: str) -> Issue:
     """The draft, locked for this transaction on PostgreSQL: an edit and a release starting
     at the same moment are serialised on the issue's row, so one sees the other."""
-    issue = session.exec(select(Issue).where(Issue.month == month).with_for_update()).first()
+    # populate_existing: an Issue this session read before the lock is re-read under it.
+    locked = select(Issue).where(Issue.month == month).with_for_update()
+    issue = session.exec(locked.execution_options(populate_existing=True)).first()
     issue = issue or find_issue(session, month)  # none: find_issue says so
     if issue.status not in COMPOSABLE_STATUSES:
         raise NewsletterError(f"issue {month} is {issue.status}; only a draft can be changed")
