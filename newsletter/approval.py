@@ -28,6 +28,7 @@ from newsletter.models import Issue, IssueStatus, TestCopy
 from newsletter.months import as_utc
 from newsletter.rendering import EVERYTHING, issue_subject
 from newsletter.settings import Settings
+from newsletter.transports import get_transport
 from newsletter.transports.base import Transport
 from subscribers.models import utcnow
 
@@ -271,22 +272,53 @@ def send_test(
                 )
         revision, issue_id = issue.revision, issue.id
     sent = []
-    for variant in variants:
-        for email in emails:
-            result = send_test_copy(
-                engine, settings, month, email, transport=transport, variant=variant
-            )
-            with session_scope(engine) as session:
-                session.add(
-                    TestCopy(
-                        issue_id=issue_id,  # type: ignore[arg-type]
-                        revision=revision,
-                        variant=variant,
-                        email=result.email,
-                        actor=actor,
+    own_transport = transport is None  # one connection for all the copies, not one each
+    transport = transport or get_transport(settings)
+    try:
+        for variant in variants:
+            for email in emails:
+                sent.append(
+                    _send_one_test(
+                        engine,
+                        settings,
+                        month,
+                        email,
+                        variant,
+                        revision,
+                        issue_id,
+                        actor,
+                        transport,
                     )
                 )
-                line = f"{result.email} ({previews.variant_label(variant, {})})"
-                audit.record(session, actor, "issue.test", month, f"revision {revision}: {line}")
-            sent.append(line)
+    finally:
+        if own_transport:
+            transport.close()
     return sent
+
+
+def _send_one_test(
+    engine: Engine,
+    settings: Settings,
+    month: str,
+    email: str,
+    variant: str,
+    revision: int,
+    issue_id: int | None,
+    actor: str,
+    transport: Transport,
+) -> str:
+    """One test copy, then its record and audit entry; returns "address (variant)"."""
+    result = send_test_copy(engine, settings, month, email, transport=transport, variant=variant)
+    with session_scope(engine) as session:
+        session.add(
+            TestCopy(
+                issue_id=issue_id,  # type: ignore[arg-type]
+                revision=revision,
+                variant=variant,
+                email=result.email,
+                actor=actor,
+            )
+        )
+        line = f"{result.email} ({previews.variant_label(variant, {})})"
+        audit.record(session, actor, "issue.test", month, f"revision {revision}: {line}")
+    return line
