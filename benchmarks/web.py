@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import itertools
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -57,13 +58,21 @@ def serve(kind: str, port: int) -> None:
             return {"fields": len(form)}
 
     else:
+        from newsletter.mail_sender import MailSender
         from newsletter.settings import load_settings
         from newsletter.web.app import create_app
         from newsletter.web.ratelimit import ClientRateLimiter
 
-        app = create_app(load_settings())
+        sender = MailSender()  # as `newsletter serve` runs it
+        sender.start()
+        app = create_app(load_settings(), mail_sender=sender)
         app.state.subscribe_limiter = ClientRateLimiter(10**9, 600)  # one client sends all
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # uvicorn re-raises it at exit
+    try:
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    finally:
+        if kind != "minimal":
+            sender.stop()
 
 
 def _free_port() -> int:

@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,16 +23,17 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from newsletter import mail_queue
 from newsletter.db import read_session, session_scope
-from newsletter.models import Issue, IssueStatus, Paper, StartHereItem, Topic
+from newsletter.models import Issue, IssueStatus, MailKind, Paper, StartHereItem, Topic
 from newsletter.months import month_label
 from newsletter.papers.links import paper_link
 from newsletter.rendering import list_headers, recipient_headers, render_transactional
 from newsletter.settings import Settings
-from newsletter.transports import send_one
-from newsletter.transports.base import Outcome
+from newsletter.transports import get_transport, send_one
+from newsletter.transports.base import Outcome, RecipientResult, Transport, TransportUnavailable
 from subscribers import csv_io, lifecycle
-from subscribers.models import Subscriber
+from subscribers.models import Subscriber, SubscriberStatus
 from subscribers.tokens import TokenError, make_token, read_token
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,11 @@ def topic_catalog(session: Session) -> list[Topic]:
     return list(session.exec(select(Topic).order_by(Topic.position)).all())
 
 
+def topic_slugs(session: Session) -> set[str]:
+    """The slugs people can choose (only the column: a sign-up checks against it)."""
+    return set(session.exec(select(Topic.slug)).all())
+
+
 def topic_names(catalog: Iterable[Topic], slugs: Iterable[str]) -> list[str]:
     wanted = set(slugs)
     return [t.name for t in catalog if t.slug in wanted]
@@ -97,8 +103,9 @@ def _send_one(
     html: str,
     text: str,
     headers: dict[str, str] | None = None,
-):
-    result = send_one(settings, subscriber.email, subject, html, text, headers)
+    transport: Transport | None = None,
+) -> RecipientResult:
+    result = send_one(settings, subscriber.email, subject, html, text, headers, transport=transport)
     if result.outcome != Outcome.SENT:
         log.warning("email to subscriber %s not sent: %s", subscriber.id, result.error)
     return result
@@ -111,7 +118,8 @@ def send_confirmation(
     catalog: list[Topic],
     *,
     replaces_earlier: bool = False,
-) -> None:
+    transport: Transport | None = None,
+) -> RecipientResult:
     links = links_for(settings, subscriber)
     email = render_transactional(
         "confirmation",
@@ -121,7 +129,9 @@ def send_confirmation(
         topics=topic_names(catalog, topics),
         replaces_earlier=replaces_earlier,
     )
-    _send_one(settings, subscriber, email.subject, email.html, email.text)
+    return _send_one(
+        settings, subscriber, email.subject, email.html, email.text, transport=transport
+    )
 
 
 @dataclass(frozen=True)
@@ -238,41 +248,30 @@ def send_welcome(
     _send_one(settings, subscriber, email.subject, email.html, email.text, headers)
 
 
-def send_link(settings: Settings, subscriber: Subscriber) -> None:
+def send_link(
+    settings: Settings, subscriber: Subscriber, *, transport: Transport | None = None
+) -> RecipientResult:
     """Mail a person the signed link to their preferences (they lost the old emails)."""
     links = links_for(settings, subscriber)
     email = render_transactional(
         "link", settings, email=subscriber.email, action_url=links.preferences, topics=[]
     )
-    _send_one(settings, subscriber, email.subject, email.html, email.text)
+    return _send_one(
+        settings, subscriber, email.subject, email.html, email.text, transport=transport
+    )
 
 
-def record_link_request(engine: Engine, email: str) -> Subscriber | None:
-    """Who is owed their preferences link for `email` (the limit counted), else None.
+def record_link_request(engine: Engine, email: str) -> int | None:
+    """Queue the preferences link owed for `email` (the limit counted): the queued mail's
+    id, or None when nothing is owed.
 
     Raises lifecycle.SubscriberError only for an address that is not one (format, not
-    whether it is known). The web route mails after its answer, as for subscribing."""
+    whether it is known). The web route answers the same either way."""
     with session_scope(engine) as session:
-        return lifecycle.claim_link_mail(session, email)
-
-
-@dataclass(frozen=True)
-class ConfirmationDue:
-    """A confirmation email that is owed, to send once the request's transaction is over."""
-
-    subscriber: Subscriber
-    topics: list[str]
-    catalog: list[Topic]
-    replaces_earlier: bool = False  # the address was already pending: new topics win
-
-    def send(self, settings: Settings) -> None:
-        send_confirmation(
-            settings,
-            self.subscriber,
-            self.topics,
-            self.catalog,
-            replaces_earlier=self.replaces_earlier,
-        )
+        sub = lifecycle.claim_link_mail(session, email)
+        if sub is None:
+            return None
+        return mail_queue.enqueue(session, sub.id or 0, MailKind.LINK)
 
 
 def record_subscription(
@@ -284,40 +283,119 @@ def record_subscription(
     client_address: str = "",
     source: str = "web",
     name: str = "",
-) -> tuple[lifecycle.SubscribeResult, ConfirmationDue | None]:
-    """Double opt-in step one, without the mail: commit the request, say what to send.
+) -> tuple[lifecycle.SubscribeResult, int | None]:
+    """Double opt-in step one: commit the request with the confirmation it owes queued.
+    Returns the result and the queued mail's id (None when no mail is due).
 
-    Raises lifecycle.SubscriberError for bad input. The web route sends the mail after its
-    answer has gone out, so the answer takes as long whether or not a mail is due (no
-    timing difference to tell known addresses from new ones). Two requests for the same new
-    address at once collide on the unique email; the loser simply runs again.
+    Raises lifecycle.SubscriberError for bad input. The mail goes from the queue
+    (`deliver_queued`), after the answer: the answer takes as long whether or not a mail is
+    due (no timing difference to tell known addresses from new ones). Two requests for the
+    same new address at once collide on the unique email; the loser simply runs again.
     """
     topics = list(topics)
     for attempt in range(3):
         try:
             with session_scope(engine) as session:
-                catalog = topic_catalog(session)
                 result = lifecycle.subscribe(
                     session,
                     email,
                     topics,
-                    known_topics={t.slug for t in catalog},
+                    known_topics=topic_slugs(session),
                     client_address=client_address,
                     consent_text_version=CONSENT_TEXT_VERSION,
                     source=source,
                     name=name,
                 )
-                chosen = lifecycle.topics_of(session, result.subscriber)
-            break
+                queued = (
+                    mail_queue.enqueue(
+                        session,
+                        result.subscriber.id or 0,
+                        MailKind.CONFIRMATION,
+                        replaces_earlier=result.reason == "pending",
+                    )
+                    if result.send_confirmation
+                    else None
+                )
+            return result, queued
         except IntegrityError:
             if attempt == 2:
                 raise
-    due = (
-        ConfirmationDue(result.subscriber, chosen, catalog, result.reason == "pending")
-        if result.send_confirmation
-        else None
-    )
-    return result, due
+    raise AssertionError("unreachable")
+
+
+def deliver_queued(
+    engine: Engine,
+    settings: Settings,
+    *,
+    ids: Collection[int] | None = None,
+    limit: int = 50,
+    transport: Transport | None = None,
+) -> int:
+    """Send queued mails: up to `limit` due ones, or only `ids`. Returns how many rows were
+    claimed (0: nothing was due).
+
+    Built as they go: the current token and topics. A person suppressed or erased since is
+    not mailed. A transient refusal (RETRY) or an exception puts the row back for later; a
+    provider that cannot send at all (TransportUnavailable) puts the whole batch back.
+    """
+    claimed = mail_queue.claim(engine, ids=ids, limit=limit)
+    if not claimed:
+        return 0
+    wanted = [row.subscriber_id for row in claimed]
+    with read_session(engine) as session:
+        people = {
+            sub.id: sub
+            for sub in session.exec(select(Subscriber).where(col(Subscriber.id).in_(wanted)))
+        }
+        topics = lifecycle.topics_by_subscriber(session, wanted)
+        catalog = topic_catalog(session)
+    done: list[int] = []
+    again: dict[mail_queue.Claimed, str] = {}
+    own = transport is None
+    transport = transport or get_transport(settings)
+    try:
+        for row in claimed:
+            sub = people.get(row.subscriber_id)
+            if sub is None or sub.status == SubscriberStatus.SUPPRESSED:
+                done.append(row.id)  # erased or suppressed meanwhile: nothing to send
+                continue
+            try:
+                if row.kind == MailKind.LINK:
+                    result = send_link(settings, sub, transport=transport)
+                else:
+                    result = send_confirmation(
+                        settings,
+                        sub,
+                        topics.get(row.subscriber_id, []),
+                        catalog,
+                        replaces_earlier=row.replaces_earlier,
+                        transport=transport,
+                    )
+            except TransportUnavailable as exc:
+                log.error("queued mail not sent, the provider refuses to send: %s", exc)
+                again.update({r: str(exc) for r in claimed if r.id not in done and r not in again})
+                break
+            except Exception as exc:
+                log.exception("queued %s mail %s to subscriber %s failed", row.kind, row.id, sub.id)
+                again[row] = f"{type(exc).__name__}: {exc}"
+                continue
+            if result.outcome == Outcome.RETRY:
+                again[row] = result.error or "refused for now"
+            else:  # sent, refused for good, or unknown (may have gone: never resent)
+                done.append(row.id)
+    finally:
+        if own:
+            transport.close()
+    for row in mail_queue.settle(engine, done, again):
+        log.error(
+            "queued %s mail %s to subscriber %s dropped after %d attempts: %s",
+            row.kind,
+            row.id,
+            row.subscriber_id,
+            row.attempts,
+            again[row],
+        )
+    return len(claimed)
 
 
 def request_subscription(
@@ -330,16 +408,13 @@ def request_subscription(
     source: str = "web",
     name: str = "",
 ) -> lifecycle.SubscribeResult:
-    """Double opt-in step one: record the request, then mail a confirmation if one is due.
-
-    The mail goes out after the commit, so a confirmation link never names a row that was
-    rolled back.
-    """
-    result, due = record_subscription(
+    """Double opt-in step one, mailed here and now (the CLI, the desk): record the request,
+    then send the confirmation it queued, if one is due."""
+    result, queued = record_subscription(
         engine, settings, email, topics, client_address=client_address, source=source, name=name
     )
-    if due is not None:
-        due.send(settings)
+    if queued is not None:
+        deliver_queued(engine, settings, ids=[queued])
     return result
 
 

@@ -341,3 +341,29 @@ class StartHereItem(SQLModel, table=True):
     why: str = Field(default="", max_length=300)
     added_by: str = Field(default="", max_length=320)
     added_at: datetime = Field(default_factory=utcnow, sa_column=_ts(False))
+
+
+class MailKind(StrEnum):
+    CONFIRMATION = "confirmation"  # double opt-in step one
+    LINK = "link"  # "email me my link": the preferences link
+
+
+class QueuedMail(SQLModel, table=True):
+    """A transactional mail owed to a person, written in the same transaction as what caused
+    it (a sign-up, a link request) and sent by another process (`mail_sender`).
+
+    It names the subscriber, not the address: the mail is built when it goes (current
+    token, current topics), and erasing the person deletes the row with them.
+    """
+
+    __tablename__ = "mail_queue"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(sa_column=_fk("subscriber.id", index=True))
+    kind: str = Field(max_length=20)
+    replaces_earlier: bool = Field(default=False)  # a confirmation for an address still pending
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(False))
+    due_at: datetime = Field(default_factory=utcnow, sa_column=_ts(False))
+    claimed_until: datetime | None = Field(default=None, sa_column=_ts())  # a sender's lease
+    attempts: int = Field(default=0)
+    last_error: str = Field(default="", max_length=500)

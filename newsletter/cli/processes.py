@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 
 import typer
@@ -66,14 +67,24 @@ def serve(
     """Run the web app (uvicorn): subscribe pages, archive, previews, webhooks."""
     import uvicorn
 
+    from newsletter.mail_sender import MailSender
     from newsletter.web.app import create_app
     from newsletter.web.server import uvicorn_config
 
-    app = create_app(settings(), bind_host=host)
-    typer.echo(
-        f"Serving {settings().title} at http://{host}:{port}/ (public URL {settings().base_url})"
-    )
-    uvicorn.Server(uvicorn_config(app, settings(), host, port)).run()
+    sender = MailSender()  # confirmations and link mails go from a process of their own
+    sender.start()
+    # uvicorn re-raises the SIGTERM it handled once it has shut down; exiting through
+    # Python then stops the mail process too (the default action would skip `finally`).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    try:
+        app = create_app(settings(), bind_host=host, mail_sender=sender)
+        typer.echo(
+            f"Serving {settings().title} at http://{host}:{port}/ "
+            f"(public URL {settings().base_url}; mail process {sender.pid})"
+        )
+        uvicorn.Server(uvicorn_config(app, settings(), host, port)).run()
+    finally:
+        sender.stop()
 
 
 def worker(

@@ -40,9 +40,12 @@ def send_one(
     html: str,
     text: str,
     headers: Mapping[str, str] | None = None,
+    *,
+    transport: Transport | None = None,
 ) -> RecipientResult:
-    """One transactional message (confirmation, welcome, desk sign-in link) through the
-    configured backend, opened and closed around it; the result says whether it went."""
+    """One transactional message (confirmation, welcome, desk sign-in link) through
+    `transport`, or through the configured backend opened and closed around it; the result
+    says whether it went."""
     batch = Batch(
         subject=subject,
         html=html,
@@ -51,11 +54,13 @@ def send_one(
         from_addr=settings.from_,
         reply_to=settings.reply_to,
     )
-    transport = get_transport(settings)
-    try:
+    if transport is not None:
         return transport.send_batch(batch)[0]
+    own = get_transport(settings)
+    try:
+        return own.send_batch(batch)[0]
     finally:
-        transport.close()
+        own.close()
 
 
 def notify_editors(settings: Settings, subject: str, text: str) -> list[str]:

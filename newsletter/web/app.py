@@ -9,6 +9,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from newsletter.db import get_engine, ping
+from newsletter.mail_sender import MailSender
 from newsletter.settings import REPO_ROOT, Settings, is_loopback_host
 from newsletter.web import (
     admin,
@@ -23,6 +24,7 @@ from newsletter.web.pages import error_page
 from newsletter.web.ratelimit import ClientRateLimiter
 from newsletter.web.request_guards import BodySizeLimitMiddleware, HostCheckMiddleware
 from newsletter.web.security import SecurityHeadersMiddleware
+from newsletter.web.writes import write_limiter
 
 STATIC_DIR = REPO_ROOT / "newsletter" / "web" / "static"
 # Per client address: generous for people (a typo or two), tight for a script.
@@ -32,12 +34,18 @@ SUBSCRIBE_WINDOW_SECONDS = 600
 _ERROR_HEADINGS = {404: "Page not found", 405: "Method not allowed"}
 
 
-def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, bind_host: str | None = None, mail_sender: MailSender | None = None
+) -> FastAPI:
     """The app; `bind_host` is the interface it will listen on (the local outbox viewer is
-    served only on a loopback one: unknown means no outbox)."""
+    served only on a loopback one: unknown means no outbox). With a `mail_sender` (as
+    `newsletter serve` runs it) queued mail goes from that process; without, from this one
+    after each answer."""
     app = FastAPI(title=settings.title, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
+    app.state.mail_sender = mail_sender
     app.state.engine = get_engine(settings.database_url)
+    app.state.write_limiter = write_limiter(app.state.engine)
     app.state.subscribe_limiter = ClientRateLimiter(SUBSCRIBE_LIMIT, SUBSCRIBE_WINDOW_SECONDS)
     app.state.link_limiter = ClientRateLimiter(SUBSCRIBE_LIMIT, SUBSCRIBE_WINDOW_SECONDS)
     # Added first = innermost: security headers wrap every answer, the guards' too.

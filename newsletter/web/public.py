@@ -7,7 +7,6 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlmodel import col, select
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -16,11 +15,11 @@ from starlette.formparsers import MultiPartException
 from newsletter import audience
 from newsletter.db import read_session
 from newsletter.models import Issue, IssueStatus
-from newsletter.settings import Settings
+from newsletter.web.outgoing import mail_after_answer
 from newsletter.web.pages import error_page, render_page, too_many_requests
 from newsletter.web.security import client_address
+from newsletter.web.writes import run_write
 from subscribers import lifecycle
-from subscribers.models import Subscriber
 from subscribers.tokens import TokenError
 
 log = logging.getLogger(__name__)
@@ -105,7 +104,8 @@ async def subscribe(request: Request) -> HTMLResponse:
         return render_page(request, "check_inbox.html")
     settings = request.app.state.settings
     try:
-        _, due = await run_in_threadpool(
+        _, queued = await run_write(
+            request,
             audience.record_subscription,
             request.app.state.engine,
             settings,
@@ -118,11 +118,8 @@ async def subscribe(request: Request) -> HTMLResponse:
         shown = {"email": email if isinstance(email, str) else "", "topics": set(topics)}
         return render_page(request, "landing.html", 400, **context, form=shown, error=str(exc))
     # The same answer for new, pending, active, unsubscribed and suppressed addresses; the
-    # mail, when one is due, is sent after the answer so its cost does not show in timing.
-    response = render_page(request, "check_inbox.html")
-    if due is not None:
-        response.background = BackgroundTask(_send_after_answer, due, settings)
-    return response
+    # mail, when one is due, goes after the answer so its cost does not show in timing.
+    return mail_after_answer(request, render_page(request, "check_inbox.html"), queued)
 
 
 @router.post("/link", response_class=HTMLResponse)
@@ -145,7 +142,8 @@ async def email_my_link(request: Request) -> HTMLResponse:
     if form.get(HONEYPOT_FIELD):
         return render_page(request, "link_sent.html", error="", email="")
     try:
-        sub = await run_in_threadpool(
+        queued = await run_write(
+            request,
             audience.record_link_request,
             request.app.state.engine,
             email if isinstance(email, str) else "",
@@ -158,26 +156,9 @@ async def email_my_link(request: Request) -> HTMLResponse:
             error=str(exc).capitalize() + ".",
             email=email if isinstance(email, str) else "",
         )
-    response = render_page(request, "link_sent.html", error="", email="")
-    if sub is not None:
-        response.background = BackgroundTask(
-            _send_link_after_answer, sub, request.app.state.settings
-        )
-    return response
-
-
-def _send_link_after_answer(sub: Subscriber, settings: Settings) -> None:
-    try:
-        audience.send_link(settings, sub)
-    except Exception:  # the answer is gone; the person can simply ask again
-        log.exception("link email to subscriber %s failed", sub.id)
-
-
-def _send_after_answer(due: audience.ConfirmationDue, settings: Settings) -> None:
-    try:
-        due.send(settings)
-    except Exception:  # the answer is gone; the person can simply ask again
-        log.exception("confirmation email to subscriber %s failed", due.subscriber.id)
+    return mail_after_answer(
+        request, render_page(request, "link_sent.html", error="", email=""), queued
+    )
 
 
 def _bad_confirm_link(request: Request, exc: Exception) -> HTMLResponse:

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from newsletter import audience
 from newsletter.db import read_session, session_scope
+from newsletter.web.outgoing import mail_after_answer
 from newsletter.web.pages import error_page, render_page, too_many_requests
 from newsletter.web.public import read_form, topics_from_form
 from newsletter.web.security import client_address, is_cross_site
@@ -176,7 +177,7 @@ def _resubscribe(request: Request, token: str) -> HTMLResponse:
         except BAD_LINK as exc:
             return _bad_link(request, exc)
         email, topics = sub.email, lifecycle.topics_of(session, sub)
-    audience.request_subscription(
+    _, queued = audience.record_subscription(
         request.app.state.engine,
         settings,
         email,
@@ -184,7 +185,7 @@ def _resubscribe(request: Request, token: str) -> HTMLResponse:
         client_address=client_address(request),
         source="resubscribe",
     )
-    return render_page(request, "check_inbox.html")
+    return mail_after_answer(request, render_page(request, "check_inbox.html"), queued)
 
 
 @router.post("/resubscribe/{token}", response_class=HTMLResponse)
