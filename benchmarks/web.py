@@ -208,6 +208,8 @@ def sign_up_burst(seconds: float, connections: int, postgres: bool) -> int:
         return [("email", "burst@example.org"), ("topics", "optimization,transformers")]
 
     rows: list[tuple[str, list[float], dict[int, int], float]] = []
+    where: dict[str, tuple[Path, str]] = {}  # case -> (var dir, database URL)
+    mail: list[tuple[str, int, int, int, int, float]] = []
     cluster = None
     with tempfile.TemporaryDirectory(prefix="bench-burst-") as tmp:
         try:
@@ -236,12 +238,15 @@ def sign_up_burst(seconds: float, connections: int, postgres: bool) -> int:
                     cases.append(
                         (f"POST /subscribe, {label}", port, subscribe_fields, "/subscribe")
                     )
+                    where[cases[-1][0]] = (var_dir, url or f"sqlite:///{var_dir / 'bench.db'}")
                 try:
                     for name, port, fields, path in cases:
                         latencies, statuses, elapsed = asyncio.run(
                             _burst(port, _post_form(path, fields), seconds, connections)
                         )
                         rows.append((name, latencies, statuses, elapsed))
+                        if name in where:
+                            mail.append((name, *_mail_after_burst(*where[name])))
                 finally:
                     for proc in servers:
                         proc.terminate()
@@ -270,7 +275,47 @@ def sign_up_burst(seconds: float, connections: int, postgres: bool) -> int:
             f"{_percentile(latencies, 0.5):>8.1f} {_percentile(latencies, 0.99):>8.1f} "
             f"{max(latencies, default=0):>8.1f} {bad:>8} {server_errors:>5}"
         )
+    print(
+        "\nConfirmation mail after the burst (sent by the mail process from the queue):\n\n"
+        f"{'case':<36} {'sign-ups':>9} {'mails':>7} {'twice':>6} {'queued':>7} {'drained':>9}"
+    )
+    for name, signups, mails, twice, queued, drained in mail:
+        failed |= mails != signups or twice > 0 or queued > 0
+        print(f"{name:<36} {signups:>9} {mails:>7} {twice:>6} {queued:>7} {drained:>8.1f}s")
     return 1 if failed else 0
+
+
+def _mail_after_burst(
+    var_dir: Path, url: str, timeout: float = 300
+) -> tuple[int, int, int, int, float]:
+    """Waits for the queue to empty; (sign-ups, confirmations in the outbox, addresses
+    mailed twice, rows still queued, seconds after the burst until the queue was empty)."""
+    import email
+    from collections import Counter
+
+    from sqlalchemy import func, select
+
+    from newsletter.db import make_engine
+    from newsletter.models import QueuedMail, Subscriber
+
+    engine = make_engine(url)
+    start = time.monotonic()
+    try:
+        while True:
+            with engine.connect() as conn:
+                queued = conn.execute(select(func.count()).select_from(QueuedMail)).scalar_one()
+                signups = conn.execute(select(func.count()).select_from(Subscriber)).scalar_one()
+            if queued == 0 or time.monotonic() - start > timeout:
+                break
+            time.sleep(0.2)
+        drained = time.monotonic() - start
+    finally:
+        engine.dispose()
+    sent = Counter(
+        email.message_from_bytes(path.read_bytes())["To"]
+        for path in (var_dir / "outbox").glob("*.eml")
+    )
+    return signups, sum(sent.values()), sum(n - 1 for n in sent.values()), queued, drained
 
 
 def _get(path: str):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
@@ -130,6 +130,11 @@ def settle(
     return dropped
 
 
-def waiting(session: Session) -> int:
-    """How many mails are queued (due or waiting for a retry)."""
-    return session.execute(select(func.count()).select_from(_TABLE)).scalar_one()
+def backlog(session: Session) -> tuple[int, datetime | None]:
+    """How many mails are queued (due or waiting for a retry), and when the oldest was."""
+    count, oldest = session.execute(
+        select(func.count(), func.min(_TABLE.c.created_at)).select_from(_TABLE)
+    ).one()
+    if oldest is not None and oldest.tzinfo is None:  # SQLite keeps no offset: it is UTC
+        oldest = oldest.replace(tzinfo=UTC)
+    return count, oldest

@@ -25,7 +25,7 @@ from functools import lru_cache
 
 from confusable_homoglyphs import categories, confusables
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, insert, update
+from sqlalchemy import bindparam, delete, insert, update
 from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, select
 
@@ -47,6 +47,7 @@ _CONSENT = ConsentRecord.__table__  # type: ignore[attr-defined]
 _INSERT_SUBSCRIBER = insert(_SUBSCRIBER).returning(_SUBSCRIBER.c.id)
 _INSERT_TOPIC = insert(_SUBSCRIBER_TOPIC)
 _INSERT_CONSENT = insert(_CONSENT)
+_FIND_BY_EMAIL = select(_SUBSCRIBER.c.id).where(_SUBSCRIBER.c.email == bindparam("email"))
 
 MAX_EMAIL_INPUT = 320  # longer input is refused before it reaches the validator
 MAX_CONFIRMATIONS_PER_DAY = 3
@@ -369,9 +370,8 @@ def subscribe(
     address = normalize_email(email)
     chosen = clean_topics(topics, known_topics)
     today = (now or utcnow()).date().isoformat()
-    sub = session.exec(
-        select(Subscriber).where(Subscriber.email == address).with_for_update()
-    ).first()
+    found = session.execute(_FIND_BY_EMAIL, {"email": address}).first()
+    sub = None if found is None else session.get(Subscriber, found[0], with_for_update=True)
     if sub is None:
         sub = _insert_pending(session, address, name, chosen, today)
         consent = _consent(sub, "subscribe", client_address, consent_text_version, source)

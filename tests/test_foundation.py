@@ -87,6 +87,8 @@ def test_healthz(settings) -> None:
     resp = client.get("/healthz")
     assert resp.status_code == 200
     assert resp.json()["status"] == "ok"
+    # Served without `newsletter serve`'s mail process: queued mail goes from this process.
+    assert resp.json()["mail"] == {"process": "in-process", "queued": 0, "oldest_seconds": 0.0}
 
 
 @pytest.mark.parametrize(

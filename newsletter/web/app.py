@@ -9,7 +9,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from newsletter.db import get_engine, ping
-from newsletter.mail_sender import MailSender
+from newsletter.mail_sender import MailSender, mail_health
 from newsletter.settings import REPO_ROOT, Settings, is_loopback_host
 from newsletter.web import (
     admin,
@@ -56,10 +56,13 @@ def create_app(
     @app.get("/healthz")
     def healthz() -> JSONResponse:
         db_ok = ping(app.state.engine)
-        return JSONResponse(
-            {"status": "ok" if db_ok else "degraded", "database": "ok" if db_ok else "unreachable"},
-            status_code=200 if db_ok else 503,
-        )
+        answer: dict[str, object] = {
+            "status": "ok" if db_ok else "degraded",
+            "database": "ok" if db_ok else "unreachable",
+        }
+        if db_ok:
+            answer["mail"] = mail_health(app.state.engine, app.state.mail_sender)
+        return JSONResponse(answer, status_code=200 if db_ok else 503)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> HTMLResponse:
