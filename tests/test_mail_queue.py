@@ -290,3 +290,66 @@ def test_a_link_request_is_queued_and_sent_with_the_current_link(settings, engin
             texts.append(BytesParser(policy=policy.default).parse(fh).get_body(("plain",)))
     assert sum(expected in t.get_content() for t in texts) == 1
     assert queue_rows(engine) == []
+
+
+def test_an_unauthorised_answer_mid_batch_resends_nothing_already_sent(
+    engine, sendgrid_settings
+) -> None:
+    fake, settings = sendgrid_settings
+    emails = ["m1@example.org", "m2@example.org", "m3@example.org"]
+    for email in emails:
+        sign_up(engine, settings, email)
+    fake.script.extend([202, 401])  # the key is revoked after the first mail went
+    assert audience.deliver_queued(engine, settings) == 3
+    assert fake.accepted_emails == ["m1@example.org"]
+    rows = queue_rows(engine)
+    assert len(rows) == 2 and {r.attempts for r in rows} == {1}
+    make_due(engine)
+    assert audience.deliver_queued(engine, settings) == 2
+    assert sorted(fake.accepted_emails) == emails  # m1 once, not again
+    assert queue_rows(engine) == []
+
+
+def test_a_failure_of_our_own_keeps_the_row_with_the_error(settings, engine, tmp_path) -> None:
+    """The outbox cannot be written (a file where its directory should be): the row stays,
+    naming the error, and goes once the directory is back."""
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    broken = settings.model_copy(update={"outbox_dir": blocked})
+    sign_up(engine, broken, "disk@example.org")
+    assert audience.deliver_queued(engine, broken) == 1
+    [row] = queue_rows(engine)
+    assert row.attempts == 1 and row.claimed_until is None
+    assert row.last_error.startswith("FileExistsError") and str(blocked) in row.last_error
+    make_due(engine)
+    assert audience.deliver_queued(engine, settings) == 1
+    assert outbox_recipients(settings) == {"disk@example.org": 1}
+    assert queue_rows(engine) == []
+
+
+def test_queued_mails_are_built_when_they_go(settings, engine) -> None:
+    """Two requests before any mail went: both confirmations carry the current topics and
+    the same working link; the second says it replaces the first."""
+    sign_up(engine, settings, "twice@example.org")
+    result, again = audience.record_subscription(
+        engine, settings, "twice@example.org", ["optimization"]
+    )
+    assert result.reason == "pending" and again is not None
+    rows = queue_rows(engine)
+    assert [(r.kind, r.replaces_earlier) for r in rows] == [
+        ("confirmation", False),
+        ("confirmation", True),
+    ]
+    assert audience.deliver_queued(engine, settings) == 2
+    texts = []
+    for path in Path(settings.outbox_dir).glob("*.eml"):
+        with path.open("rb") as fh:
+            texts.append(BytesParser(policy=policy.default).parse(fh).get_body(("plain",)))
+    bodies = [t.get_content() for t in texts]
+    assert len(bodies) == 2
+    for body in bodies:
+        assert "Optimization" in body and "Transformers" not in body  # current topics
+    assert sum("replace those of the earlier request" in b for b in bodies) == 1
+    links = {line for b in bodies for line in b.split() if "/confirm/" in line}
+    assert len(links) == 1  # one token, current for both
+    assert queue_rows(engine) == []
