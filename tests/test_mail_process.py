@@ -223,6 +223,7 @@ def test_sign_up_and_link_mails_come_from_the_mail_child_and_sigterm_stops_it(
     assert writer_pid(confirmation) == serve.mail_pid
     url = link_in(confirmation, "confirm")
     assert url.startswith(serve.base_url + "/confirm/")
+    assert httpx.get(url, timeout=30).status_code == 200  # a mail scanner opening it
     assert status_of(engine, "ada@example.org") == "pending"
     confirmed = httpx.post(url, timeout=30)
     assert confirmed.status_code == 200, confirmed.text
@@ -247,6 +248,7 @@ def test_sign_up_and_link_mails_come_from_the_mail_child_and_sigterm_stops_it(
     serve.proc.send_signal(signal.SIGTERM)
     serve.proc.wait(15)
     wait_for("the mail process ending with serve", lambda: exited(serve.mail_pid), timeout=5)
+    assert "Traceback" not in serve.err.read_text()
 
 
 def test_mail_queued_while_no_server_runs_goes_when_serve_starts(
