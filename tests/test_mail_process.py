@@ -243,6 +243,27 @@ def test_sign_up_and_link_mails_come_from_the_mail_child_and_sigterm_stops_it(
     )
     assert link_in(link_mail, "preferences").startswith(serve.base_url + "/preferences/")
     assert writer_pid(link_mail) == serve.mail_pid
+
+    # Unsubscribed, then one click back in: a fresh confirmation, from the child again,
+    # whose link works where the first one (before the unsubscribe) no longer does.
+    unsubscribe = link_in(welcome[0], "unsubscribe")  # type: ignore[index]
+    assert httpx.post(unsubscribe, timeout=30).status_code == 200
+    assert status_of(engine, "ada@example.org") == "unsubscribed"
+    seen = {str(m["Message-ID"]) for m in mails_to(settings, "ada@example.org")}
+    back = httpx.post(unsubscribe.replace("/unsubscribe/", "/resubscribe/"), timeout=30)
+    assert back.status_code == 200, back.text
+    [again] = wait_for(
+        "the second confirmation",
+        lambda: [
+            m for m in mails_to(settings, "ada@example.org") if str(m["Message-ID"]) not in seen
+        ],
+    )
+    assert writer_pid(again) == serve.mail_pid
+    assert status_of(engine, "ada@example.org") == "pending"
+    httpx.post(url, timeout=30)  # the link from before the unsubscribe
+    assert status_of(engine, "ada@example.org") == "pending"
+    assert httpx.post(link_in(again, "confirm"), timeout=30).status_code == 200
+    assert status_of(engine, "ada@example.org") == "active"
     assert queued(engine) == 0
 
     serve.proc.send_signal(signal.SIGTERM)
