@@ -335,8 +335,10 @@ def deliver_queued(
     claimed (0: nothing was due).
 
     Built as they go: the current token and topics. A person suppressed or erased since is
-    not mailed. A transient refusal (RETRY) or an exception puts the row back for later; a
-    provider that cannot send at all (TransportUnavailable) puts the whole batch back.
+    not mailed. A transient refusal (RETRY) or an exception puts the row back for later (no
+    sooner than the provider's Retry-After); a provider that cannot send at all
+    (TransportUnavailable: our key or configuration) puts the rest of the batch back without
+    counting an attempt.
     """
     claimed = mail_queue.claim(engine, ids=ids, limit=limit)
     if not claimed:
@@ -350,7 +352,7 @@ def deliver_queued(
         topics = lifecycle.topics_by_subscriber(session, wanted)
         catalog = topic_catalog(session)
     done: list[int] = []
-    again: dict[mail_queue.Claimed, str] = {}
+    again: dict[mail_queue.Claimed, mail_queue.Again] = {}
     own = transport is None
     transport = transport or get_transport(settings)
     try:
@@ -373,14 +375,17 @@ def deliver_queued(
                     )
             except TransportUnavailable as exc:
                 log.error("queued mail not sent, the provider refuses to send: %s", exc)
-                again.update({r: str(exc) for r in claimed if r.id not in done and r not in again})
+                held = mail_queue.Again(str(exc), counts=False)
+                again.update({r: held for r in claimed if r.id not in done and r not in again})
                 break
             except Exception as exc:
                 log.exception("queued %s mail %s to subscriber %s failed", row.kind, row.id, sub.id)
-                again[row] = f"{type(exc).__name__}: {exc}"
+                again[row] = mail_queue.Again(f"{type(exc).__name__}: {exc}")
                 continue
             if result.outcome == Outcome.RETRY:
-                again[row] = result.error or "refused for now"
+                again[row] = mail_queue.Again(
+                    result.error or "refused for now", after=result.retry_after
+                )
             else:  # sent, refused for good, or unknown (may have gone: never resent)
                 done.append(row.id)
     finally:
@@ -393,7 +398,7 @@ def deliver_queued(
             row.id,
             row.subscriber_id,
             row.attempts,
-            again[row],
+            again[row].error,
         )
     return len(claimed)
 

@@ -97,36 +97,51 @@ def claim(engine: Engine, *, ids: Collection[int] | None = None, limit: int = 50
     return sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
 
 
-def retry_at(attempts: int, now: datetime | None = None) -> datetime:
-    """When a row that failed `attempts` times (transiently) is due again."""
+def retry_at(attempts: int, now: datetime | None = None, after: float | None = None) -> datetime:
+    """When a row that failed `attempts` times (transiently) is due again: the back-off, or
+    later when the provider asked for longer (Retry-After)."""
     delay = RETRY_DELAYS[min(attempts, len(RETRY_DELAYS)) - 1]
-    return (now or utcnow()) + timedelta(seconds=delay)
+    return (now or utcnow()) + timedelta(seconds=max(delay, after or 0))
 
 
-def settle(
-    engine: Engine,
-    done: Collection[int],
-    again: Mapping[Claimed, str],
-) -> list[Claimed]:
-    """Delete the rows in `done`; put the ones in `again` (row -> error) back for a later
-    try, or drop them past MAX_ATTEMPTS. Returns the rows dropped that way."""
-    dropped = [row for row in again if row.attempts >= MAX_ATTEMPTS]
+@dataclass(frozen=True)
+class Again:
+    """Why a claimed row goes back to the queue."""
+
+    error: str
+    after: float | None = None  # seconds the provider asked us to wait
+    # False when the fault is ours (the provider refuses our key or configuration): the row
+    # waits HELD_SECONDS and keeps its attempts, so fixing the key loses no one's mail.
+    counts: bool = True
+
+
+HELD_SECONDS = 60
+
+
+def settle(engine: Engine, done: Collection[int], again: Mapping[Claimed, Again]) -> list[Claimed]:
+    """Delete the rows in `done`; put the ones in `again` back for a later try, or drop
+    those that failed MAX_ATTEMPTS times. Returns the rows dropped that way."""
+    dropped = [row for row, why in again.items() if why.counts and row.attempts >= MAX_ATTEMPTS]
     gone = list(done) + [row.id for row in dropped]
     now = utcnow()
     with session_scope(engine) as session:
         if gone:
             session.execute(delete(_TABLE).where(_TABLE.c.id.in_(gone)))
-        for row, error in again.items():
-            if row.attempts < MAX_ATTEMPTS:
-                session.execute(
-                    update(_TABLE)
-                    .where(_TABLE.c.id == row.id)
-                    .values(
-                        claimed_until=None,
-                        due_at=retry_at(row.attempts, now),
-                        last_error=error[:500],
-                    )
+        for row, why in again.items():
+            if row in dropped:
+                continue
+            if why.counts:
+                due, attempts = retry_at(row.attempts, now, why.after), row.attempts
+            else:
+                due = now + timedelta(seconds=max(HELD_SECONDS, why.after or 0))
+                attempts = row.attempts - 1  # the claim counted it: undo
+            session.execute(
+                update(_TABLE)
+                .where(_TABLE.c.id == row.id)
+                .values(
+                    claimed_until=None, due_at=due, attempts=attempts, last_error=why.error[:500]
                 )
+            )
     return dropped
 
 

@@ -214,9 +214,10 @@ def test_an_unauthorised_provider_puts_the_whole_batch_back(engine, settings) ->
         assert fake.state.answers[401] == 1  # it stopped at the first refusal
         assert fake.accepted_emails == []
     assert len(rows) == 3  # nothing dropped
-    assert {r.attempts for r in rows} == {1}
+    assert {r.attempts for r in rows} == {0}  # the fault is ours, not the people's: not counted
     assert all("SENDGRID_API_KEY" in r.last_error and r.claimed_until is None for r in rows)
-    assert all(naive_utc(r.due_at) > naive_utc(utcnow()) for r in rows)
+    held = timedelta(seconds=mail_queue.HELD_SECONDS - 5)
+    assert all(naive_utc(r.due_at) > naive_utc(utcnow()) + held for r in rows)
     # The key is fixed: the next pass sends each one once.
     with FakeSendgrid(KEY) as fake:
         fixed = refused.model_copy(update={"sendgrid_host": fake.url})
@@ -303,7 +304,7 @@ def test_an_unauthorised_answer_mid_batch_resends_nothing_already_sent(
     assert audience.deliver_queued(engine, settings) == 3
     assert fake.accepted_emails == ["m1@example.org"]
     rows = queue_rows(engine)
-    assert len(rows) == 2 and {r.attempts for r in rows} == {1}
+    assert len(rows) == 2 and {r.attempts for r in rows} == {0}
     make_due(engine)
     assert audience.deliver_queued(engine, settings) == 2
     assert sorted(fake.accepted_emails) == emails  # m1 once, not again
@@ -353,3 +354,39 @@ def test_queued_mails_are_built_when_they_go(settings, engine) -> None:
     links = {line for b in bodies for line in b.split() if "/confirm/" in line}
     assert len(links) == 1  # one token, current for both
     assert queue_rows(engine) == []
+
+
+def test_a_key_refused_for_hours_drops_nobody(engine, settings) -> None:
+    """A revoked key is the operator's to fix: however many passes meet the 401, every
+    queued mail is still there, and goes once the key works."""
+    with FakeSendgrid("SG.another-key") as fake:
+        refused = settings.model_copy(
+            update={"mail_backend": "sendgrid", "sendgrid_api_key": KEY, "sendgrid_host": fake.url}
+        )
+        sign_up(engine, refused, "patient@example.org")
+        for _ in range(mail_queue.MAX_ATTEMPTS + 3):
+            make_due(engine)
+            assert audience.deliver_queued(engine, refused) == 1
+        assert fake.state.answers[401] == mail_queue.MAX_ATTEMPTS + 3
+    [row] = queue_rows(engine)
+    assert row.attempts == 0
+    with FakeSendgrid(KEY) as fake:
+        make_due(engine)
+        fixed = refused.model_copy(update={"sendgrid_host": fake.url})
+        assert audience.deliver_queued(engine, fixed) == 1
+        assert fake.accepted_emails == ["patient@example.org"]
+    assert queue_rows(engine) == []
+
+
+def test_a_rate_limit_reset_later_than_the_back_off_is_honoured(engine, sendgrid_settings) -> None:
+    """SendGrid's 429 says when the limit resets (X-RateLimit-Reset, an epoch time); the row
+    is not tried again before then, even when the back-off alone would be sooner."""
+    fake, settings = sendgrid_settings
+    fake.rate_limit_reset = 600
+    sign_up(engine, settings, "later@example.org")
+    fake.script.append(429)
+    before = naive_utc(utcnow())
+    assert audience.deliver_queued(engine, settings) == 1
+    [row] = queue_rows(engine)
+    assert row.attempts == 1
+    assert naive_utc(row.due_at) >= before + timedelta(seconds=590)  # not the 10 s back-off
