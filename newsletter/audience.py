@@ -540,7 +540,7 @@ def add_subscriber(
             session,
             email,
             topics,
-            known_topics={t.slug for t in topic_catalog(session)},
+            known_topics=topic_slugs(session),
             consent_text_version=CONSENT_TEXT_VERSION,
             source="cli",
             name=name,

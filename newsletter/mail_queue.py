@@ -62,14 +62,9 @@ def enqueue(
 def claim(engine: Engine, *, ids: Collection[int] | None = None, limit: int = 50) -> list[Claimed]:
     """Take up to `limit` due rows (only `ids` when given) under a lease, oldest first."""
     now = utcnow()
+    free = or_(_TABLE.c.claimed_until.is_(None), _TABLE.c.claimed_until < now)
     pick = (
-        select(_TABLE.c.id)
-        .where(
-            _TABLE.c.due_at <= now,
-            or_(_TABLE.c.claimed_until.is_(None), _TABLE.c.claimed_until < now),
-        )
-        .order_by(_TABLE.c.id)
-        .limit(limit)
+        select(_TABLE.c.id).where(_TABLE.c.due_at <= now, free).order_by(_TABLE.c.id).limit(limit)
     )
     if ids is not None:
         if not ids:
@@ -84,7 +79,7 @@ def claim(engine: Engine, *, ids: Collection[int] | None = None, limit: int = 50
             .where(_TABLE.c.id.in_(pick.scalar_subquery()))
             # The UPDATE re-checks the lease: of two claims that read the same free row, the
             # second (waiting on the first's row lock) then matches nothing.
-            .where(or_(_TABLE.c.claimed_until.is_(None), _TABLE.c.claimed_until < now))
+            .where(free)
             .values(claimed_until=now + LEASE, attempts=_TABLE.c.attempts + 1)
             .returning(
                 _TABLE.c.id,

@@ -34,7 +34,7 @@ def mail_after_answer(request: Request, response: Response, queued: int | None) 
 
 
 async def _wake(sender: MailSender) -> None:
-    sender.wake()  # an Event set: no need for a worker thread
+    sender.wake()  # one byte on a non-blocking pipe: no need for a worker thread
 
 
 def _deliver_here(engine, settings, queued: int) -> None:  # type: ignore[no-untyped-def]

@@ -100,7 +100,7 @@ def _save_preferences(request: Request, token: str, action: str, topics: list[st
                     session,
                     sub,
                     topics,
-                    known_topics={t.slug for t in audience.topic_catalog(session)},
+                    known_topics=audience.topic_slugs(session),
                     client_address=client_address(request),
                 )
             except lifecycle.SubscriberError as exc:

@@ -18,11 +18,13 @@ from fastapi import Request
 from sqlalchemy.engine import Engine
 
 T = TypeVar("T")
-POSTGRES_WRITERS = 10  # the engine's pool size
 
 
 def write_limiter(engine: Engine) -> CapacityLimiter:
-    return CapacityLimiter(1 if engine.dialect.name == "sqlite" else POSTGRES_WRITERS)
+    """One writer on SQLite; on PostgreSQL as many as the engine's pool holds."""
+    if engine.dialect.name == "sqlite":
+        return CapacityLimiter(1)
+    return CapacityLimiter(engine.pool.size())  # type: ignore[attr-defined]
 
 
 async def run_write(
